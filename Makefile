@@ -1,0 +1,27 @@
+# Every target sets up the cached virtual environment first (scripts/venv.sh: created on the first
+# run, fast afterwards); `.venv` is a symlink to it.
+SHELL := /bin/bash
+PY := .venv/bin/python
+export TF_CPP_MIN_LOG_LEVEL ?= 2
+export PYTHONPATH := $(CURDIR)
+
+.PHONY: venv test test-all demo proto bench-decode
+
+venv:
+	@bash scripts/venv.sh >/dev/null
+
+test: venv
+	$(PY) -m pytest -q
+
+test-all: venv
+	$(PY) -m pytest -q -m ""
+
+demo: venv
+	@bash scripts/demo.sh
+
+# Regenerate metadata/autodl_data_pb2.py from metadata/autodl_data.proto (protoc from grpcio-tools).
+proto: venv
+	$(PY) -m grpc_tools.protoc -I. --python_out=. metadata/autodl_data.proto
+
+bench-decode: venv
+	$(PY) benchmarks/decode.py

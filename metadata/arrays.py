@@ -1,0 +1,166 @@
+"""Fast path from an AutoDL dataset to numpy arrays for training code.
+
+`to_arrays` decodes (and optionally resizes) in `tf.data` with parallel calls and batches into
+uint8 `[N, T, H, W, C]`. It accepts our `AutoDLDataset` (decoded straight to uint8, faster), the
+official kit's dataset object (anything with `get_dataset()`), or a bare `tf.data.Dataset` of
+`(example, labels)`, the object the platform hands to `Model.train/test`. Only public tf.data
+behaviour is used, so the platform's objects work unchanged.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import tensorflow as tf
+
+from metadata.errors import RecordError, SampleCountError
+from metadata.reader import AutoDLDataset, locate_bad_record
+
+__all__ = ["Arrays", "to_arrays", "as_tf_dataset"]
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class Arrays:
+    """Decoded samples.
+
+    Attributes:
+        x: uint8 `[N, T, H, W, C]` (float32 when asked), in dataset order.
+        y: float32 `[N, K]` labels (all zeros for a test split).
+        complete: False when `max_samples` or `max_bytes` stopped reading before the end.
+        out_of_range: samples whose values fell outside [0, 1] and were clipped for uint8
+            (DENSE data stored on another scale; ask for float32 to keep it).
+    """
+
+    x: np.ndarray
+    y: np.ndarray
+    complete: bool
+    out_of_range: int = 0
+
+    def __len__(self) -> int:
+        return len(self.x)
+
+
+def as_tf_dataset(source: Any) -> tf.data.Dataset:
+    """The `tf.data.Dataset` behind `source` (a dataset object with `get_dataset()`, or itself)."""
+    if isinstance(source, tf.data.Dataset):
+        return source
+    if hasattr(source, "get_dataset"):
+        return source.get_dataset()
+    raise TypeError(f"expected a tf.data.Dataset or an AutoDL dataset object, got {type(source).__name__}")
+
+
+def _float_pipeline(ds: tf.data.Dataset, size: tuple[int, int] | None, dtype: str,
+                    antialias: bool) -> tf.data.Dataset:
+    """uint8/float32 conversion for datasets that yield float examples in [0, 1]."""
+
+    def convert(*element: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
+        x, y = element[0], element[-1]  # several matrix bundles: keep the first
+        x = tf.convert_to_tensor(x, tf.float32)
+        outside = tf.logical_or(tf.reduce_min(x) < 0.0, tf.reduce_max(x) > 1.0)
+        if size is not None:
+            x = tf.image.resize(x, size, antialias=antialias)
+        if dtype == "uint8":
+            x = tf.cast(tf.round(tf.clip_by_value(x, 0.0, 1.0) * 255.0), tf.uint8)
+        return x, tf.cast(y, tf.float32), outside
+
+    return ds.map(convert, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+
+
+def to_arrays(source: Any, *, max_samples: int | None = None, size: tuple[int, int] | None = None,
+              max_bytes: int | None = None, dtype: str = "uint8", batch_size: int = 64,
+              antialias: bool = True, expected_count: int | None = None) -> Arrays:
+    """Decode `source` into arrays, in dataset order.
+
+    Args:
+        source: our `AutoDLDataset`, the official dataset object, or a `tf.data.Dataset`.
+        max_samples: read at most this many samples.
+        size: `(height, width)` to resize every frame to; required when sizes vary.
+        max_bytes: stop once the decoded examples take this much memory.
+        dtype: "uint8" (values in [0, 1] scaled to 0..255) or "float32" (as the dataset yields).
+        batch_size: decode batch size.
+        antialias: antialiased bilinear resizing (better when shrinking large images).
+        expected_count: when the whole split is read, the number of samples it must hold; our
+            `AutoDLDataset` supplies its metadata's `sample_count` itself.
+
+    Raises:
+        RecordError: a record that cannot be read or decoded (file and index when known).
+        SampleCountError: the split holds another number of samples than expected.
+        ValueError: samples of different sizes without `size`.
+    """
+    if dtype not in ("uint8", "float32"):
+        raise ValueError(f"dtype must be 'uint8' or 'float32', got {dtype!r}")
+    ours = isinstance(source, AutoDLDataset)
+    if ours and dtype == "uint8":
+        ds = source.uint8_dataset(size, antialias=antialias).map(
+            lambda x, y: (x, y, tf.constant(False)))
+    else:
+        ds = _float_pipeline(as_tf_dataset(source), size, dtype, antialias)
+    if ours and expected_count is None:
+        expected_count = source.get_metadata().size()
+    batched = ds.element_spec[0].shape.is_fully_defined()
+    # Variable sizes cannot be batched: read one by one and insist they agree.
+    if max_samples is not None:
+        batch_size = max(1, min(batch_size, max_samples))
+    ds = ds.batch(batch_size if batched else 1).prefetch(2)
+
+    xs: list[np.ndarray] = []
+    ys: list[np.ndarray] = []
+    count = out_of_range = n_bytes = 0
+    exhausted = False
+    iterator = iter(ds)
+    while True:
+        if (max_samples is not None and count >= max_samples) or (
+                max_bytes is not None and n_bytes >= max_bytes):
+            break
+        try:
+            x, y, outside = next(iterator)
+        except StopIteration:
+            exhausted = True
+            break
+        except (tf.errors.OpError, ValueError) as exc:
+            raise _record_error(source, exc) from exc
+        x, y = x.numpy(), y.numpy()
+        if xs and x.shape[1:] != xs[0].shape[1:]:
+            raise ValueError(f"samples have different shapes ({xs[0].shape[1:]} and {x.shape[1:]}); "
+                             "pass size=(height, width) to resize them")
+        xs.append(x)
+        ys.append(y)
+        count += len(x)
+        out_of_range += int(np.sum(outside.numpy()))
+        n_bytes += x.nbytes
+    if out_of_range and dtype == "uint8":
+        logger.warning("%d samples had values outside [0, 1] and were clipped to uint8", out_of_range)
+
+    if xs:
+        x_all, y_all = np.concatenate(xs), np.concatenate(ys)
+    else:
+        spec = ds.element_spec
+        x_all = np.zeros([0, *[d or 0 for d in spec[0].shape[1:]]], dtype=dtype)
+        y_all = np.zeros([0, spec[1].shape[-1] or 0], dtype=np.float32)
+    keep = len(x_all)
+    if max_samples is not None:
+        keep = min(keep, max_samples)
+    if max_bytes is not None and n_bytes > max_bytes and keep > 1:
+        keep = min(keep, max(1, int(len(x_all) * max_bytes / n_bytes)))
+    x_all, y_all = x_all[:keep], y_all[:keep]
+    complete = exhausted or (expected_count is not None and keep >= expected_count)
+    if exhausted and expected_count is not None and count != expected_count:
+        where = source.get_metadata().get_dataset_name() if ours else "the dataset"
+        raise SampleCountError(f"{where}: metadata sample_count is {expected_count}, "
+                               f"but the records hold {count} samples")
+    return Arrays(x=x_all, y=y_all, complete=complete, out_of_range=out_of_range)
+
+
+def _record_error(source: Any, exc: Exception) -> RecordError:
+    message = getattr(exc, "message", str(exc)).strip().splitlines()[0]
+    if isinstance(source, AutoDLDataset):
+        located = locate_bad_record(source)
+        if located is not None:
+            return located
+        return RecordError(f"{source.get_metadata().get_dataset_name()}: cannot read ({message})")
+    return RecordError(f"dataset could not be read or decoded: {message}")

@@ -1,0 +1,229 @@
+"""Read an AutoDL split as a `tf.data.Dataset`, exactly as the official ingestion program does.
+
+`AutoDLDataset(split_dir).get_dataset()` yields `(example, labels)`: `example` float32
+`[T, H, W, C]` in [0, 1] (COMPRESSED) or as stored (DENSE), `labels` float32 `[output_dim]`. Shards,
+interleaving, parsing, decoding, static shapes and label densification follow the final AutoDL
+kit (`dataset.py`), with TF2 names. One deliberate difference: images are decoded with
+`expand_animations=False`, so a GIF yields its first frame instead of a rank-5 tensor that breaks
+the declared shape.
+
+The same object also offers `uint8_dataset()`, a faster path for training code that decodes
+straight to uint8 (see `metadata.arrays`).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+
+import tensorflow as tf
+
+from metadata.errors import AutoDLDataError, RecordError
+from metadata.spec import AutoDLMetadata
+
+__all__ = ["AutoDLDataset", "list_record_files", "records_dataset", "iter_raw_records", "locate_bad_record"]
+
+AUTOTUNE = tf.data.AUTOTUNE
+
+
+def list_record_files(split_dir: str) -> list[str]:
+    """The shard files of a split, as the official reader finds them (`<split_dir>/sample*`)."""
+    pattern = os.path.join(split_dir, "sample*")
+    files = tf.io.gfile.glob(pattern)
+    if not files:
+        raise AutoDLDataError(f"{split_dir}: no TFRecord files (pattern {pattern!r} matched nothing)")
+    return files
+
+
+def records_dataset(files: list[str], num_parallel_readers: int = 3) -> tf.data.Dataset:
+    """Serialized records of `files` in the official read order (shards interleaved by 3)."""
+    if len(files) > 1:
+        return tf.data.Dataset.from_tensor_slices(files).interleave(
+            tf.data.TFRecordDataset, cycle_length=num_parallel_readers, num_parallel_calls=AUTOTUNE)
+    return tf.data.TFRecordDataset(files, num_parallel_reads=num_parallel_readers)
+
+
+class AutoDLDataset:
+    """One split (`<name>.data/train` or `/test`) of an AutoDL dataset.
+
+    Args:
+        dataset_name: the split folder (it holds `metadata.textproto` and `sample*` shards).
+        num_parallel_readers: as the official reader (3): shard interleave cycle length.
+
+    Raises:
+        MetadataError: bad or missing metadata (names the file and field).
+        AutoDLDataError: no shard files in the folder.
+    """
+
+    def __init__(self, dataset_name: str, num_parallel_readers: int = 3):
+        self.dataset_name_ = dataset_name
+        self.num_parallel_readers = num_parallel_readers
+        self.metadata_ = AutoDLMetadata(dataset_name)
+        self.files = list_record_files(dataset_name)
+        self.dataset_ = self.record_dataset().map(self._parse_function, num_parallel_calls=AUTOTUNE)
+
+    def get_dataset(self) -> tf.data.Dataset:
+        """The `tf.data.Dataset` of `(example, labels)` the platform hands to `Model.train/test`."""
+        return self.dataset_
+
+    def get_metadata(self) -> AutoDLMetadata:
+        return self.metadata_
+
+    def record_dataset(self) -> tf.data.Dataset:
+        """Serialized records in the official read order."""
+        return records_dataset(self.files, self.num_parallel_readers)
+
+    # -- parsing ---------------------------------------------------------------------------------
+    def _feature_spec(self) -> dict[str, tf.io.VarLenFeature | tf.io.FixedLenSequenceFeature]:
+        meta = self.metadata_
+        features: dict[str, tf.io.VarLenFeature | tf.io.FixedLenSequenceFeature] = {}
+        for i in range(meta.get_bundle_size()):
+            if meta.is_sparse(i):
+                for kind in ("sparse_col_index", "sparse_row_index", "sparse_channel_index"):
+                    features[f"{i}_{kind}"] = tf.io.VarLenFeature(tf.int64)
+                features[f"{i}_sparse_value"] = tf.io.VarLenFeature(tf.float32)
+            elif meta.is_compressed(i):
+                features[f"{i}_compressed"] = tf.io.VarLenFeature(tf.string)
+            else:
+                features[f"{i}_dense_input"] = tf.io.FixedLenSequenceFeature(
+                    meta.get_tensor_size(i), dtype=tf.float32)
+        return features
+
+    def _parse(self, proto: tf.Tensor) -> tuple[dict, dict]:
+        return tf.io.parse_single_sequence_example(
+            proto,
+            context_features={
+                "label_index": tf.io.VarLenFeature(tf.int64),
+                "label_score": tf.io.VarLenFeature(tf.float32),
+            },
+            sequence_features=self._feature_spec())
+
+    def _labels(self, contexts: dict) -> tf.Tensor:
+        indices = tf.reshape(contexts["label_index"].values, [-1, 1])
+        sparse = tf.sparse.SparseTensor(indices=indices, values=contexts["label_score"].values,
+                                        dense_shape=(self.metadata_.get_output_size(),))
+        return tf.sparse.to_dense(sparse, validate_indices=False)
+
+    def _parse_function(self, sequence_example_proto: tf.Tensor) -> list[tf.Tensor]:
+        meta = self.metadata_
+        contexts, features = self._parse(sequence_example_proto)
+        sample = []
+        for i in range(meta.get_bundle_size()):
+            row_count, col_count = meta.get_matrix_size(i)
+            num_channels = meta.get_num_channels(i)
+            sequence_size = meta.get_sequence_size()
+            row = row_count if row_count > 0 else None
+            col = col_count if col_count > 0 else None
+            if f"{i}_dense_input" in features:
+                dense = features[f"{i}_dense_input"]
+                sample.append(tf.reshape(dense, [sequence_size, row, col, num_channels]))
+            seq = sequence_size if sequence_size > 0 else None
+            if f"{i}_compressed" in features:
+                def decode(x: tf.Tensor, c: int = num_channels) -> tf.Tensor:
+                    image = tf.image.decode_image(x, channels=c, expand_animations=False)
+                    image = tf.image.convert_image_dtype(image, dtype=tf.float32)
+                    image.set_shape([None, None, c])
+                    return image
+                images = tf.map_fn(decode, features[f"{i}_compressed"].values,
+                                   fn_output_signature=tf.float32)
+                images.set_shape([seq, row, col, num_channels])
+                sample.append(images)
+            if f"{i}_sparse_value" in features:
+                sparse_col = features[f"{i}_sparse_col_index"].values
+                sparse_channel = features[f"{i}_sparse_channel_index"].values
+                sparse_val = features[f"{i}_sparse_value"].values
+                if col_count > num_channels:  # tabular: rows of (column index, value)
+                    tensor = tf.concat([tf.reshape(tf.cast(sparse_col, tf.float32), [-1, 1]),
+                                        tf.reshape(sparse_val, [-1, 1])], 1)
+                    tensor = tf.reshape(tensor, [1, -1, 2, 1])
+                else:  # text: a sequence of token (channel) indices
+                    tensor = tf.cast(tf.reshape(sparse_channel, [-1, 1, 1, 1]), tf.float32)
+                sample.append(tensor)
+        sample.append(self._labels(contexts))
+        return sample
+
+    # -- fast path -------------------------------------------------------------------------------
+    def uint8_dataset(self, size: tuple[int, int] | None = None, *,
+                      antialias: bool = True) -> tf.data.Dataset:
+        """`(uint8 [T, H, W, C], float32 labels)`, decoding straight to uint8.
+
+        Skips the float round trip of `get_dataset()`; with `size` every frame is resized
+        (bilinear). The sequence is padded with zero frames or cut to `sequence_size`, the
+        semantics `data.proto` documents. Only for bundle 0 of COMPRESSED or DENSE data.
+        """
+        meta = self.metadata_
+        if meta.is_sparse(0):
+            raise AutoDLDataError(f"{self.dataset_name_}: uint8 decoding does not apply to SPARSE data")
+        channels = meta.get_num_channels(0)
+        seq = meta.get_sequence_size()
+        row, col = meta.get_matrix_size(0)
+
+        def parse(proto: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+            contexts, features = self._parse(proto)
+            if meta.is_compressed(0):
+                def decode(x: tf.Tensor) -> tf.Tensor:
+                    image = tf.image.decode_image(x, channels=channels, expand_animations=False)
+                    image.set_shape([None, None, channels])
+                    if size is not None:
+                        image = tf.image.resize(image, size, antialias=antialias)
+                        image = tf.cast(tf.round(tf.clip_by_value(image, 0.0, 255.0)), tf.uint8)
+                    return image
+                frames = tf.map_fn(decode, features["0_compressed"].values,
+                                   fn_output_signature=tf.uint8)
+            else:
+                dense = tf.reshape(features["0_dense_input"], [-1, row, col, channels])
+                if size is not None:
+                    dense = tf.image.resize(dense, size, antialias=antialias)
+                frames = tf.cast(tf.round(tf.clip_by_value(dense, 0.0, 1.0) * 255.0), tf.uint8)
+            if seq > 0:
+                pad = tf.maximum(seq - tf.shape(frames)[0], 0)
+                frames = tf.pad(frames, [[0, pad], [0, 0], [0, 0], [0, 0]])[:seq]
+            h, w = size if size is not None else (row if row > 0 else None, col if col > 0 else None)
+            frames.set_shape([seq if seq > 0 else None, h, w, channels])
+            return frames, self._labels(contexts)
+
+        return self.record_dataset().map(parse, num_parallel_calls=AUTOTUNE)
+
+    def __repr__(self) -> str:
+        return f"AutoDLDataset({self.dataset_name_!r}, files={len(self.files)})"
+
+
+def iter_raw_records(path: str) -> Iterator[bytes]:
+    """Serialized records of one TFRecord file, in file order.
+
+    Raises:
+        RecordError: a truncated or corrupt record, naming the file and the record index.
+    """
+    index = 0
+    iterator = iter(tf.data.TFRecordDataset([path]))
+    while True:
+        try:
+            record = next(iterator)
+        except StopIteration:
+            return
+        except tf.errors.OpError as exc:
+            raise RecordError(f"{path}: record {index} is truncated or corrupt ({exc.message})",
+                              path=path, index=index) from exc
+        yield record.numpy()
+        index += 1
+
+
+def locate_bad_record(dataset: AutoDLDataset) -> RecordError | None:
+    """Find the first record of `dataset` that cannot be read, parsed or decoded.
+
+    Slow (one record at a time): only called after a batched read failed, to name the culprit.
+    """
+    parse = tf.function(dataset._parse_function)
+    for path in dataset.files:
+        index = -1
+        try:
+            for index, record in enumerate(iter_raw_records(path)):
+                try:
+                    parse(tf.constant(record))
+                except (tf.errors.OpError, ValueError) as exc:
+                    message = getattr(exc, "message", str(exc)).strip().splitlines()[0]
+                    return RecordError(f"{path}: record {index} does not parse or decode ({message})",
+                                       path=path, index=index)
+        except RecordError as exc:
+            return exc
+    return None

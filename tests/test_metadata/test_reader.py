@@ -1,0 +1,234 @@
+"""The tf.data reader against the official samples and datasets we write, and the array fast path."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from metadata.arrays import to_arrays
+from metadata.check import check_dataset, read_solution
+from metadata.errors import AutoDLDataError, RecordError, SampleCountError
+from metadata.reader import AutoDLDataset
+
+MINICIAO_TRAIN_COUNTS = [8, 8, 11, 6, 9, 6, 7, 9, 8, 10]
+MONKEYS_TRAIN_COUNTS = [3, 3, 2, 1, 3, 3, 3, 2, 3, 3]
+
+
+def _read_all(split_dir: Path) -> tuple[list[np.ndarray], np.ndarray]:
+    xs, ys = [], []
+    for x, y in AutoDLDataset(str(split_dir)).get_dataset().as_numpy_iterator():
+        xs.append(x)
+        ys.append(y)
+    return xs, np.array(ys)
+
+
+@pytest.mark.parametrize("name, counts, shape, n_test", [
+    ("miniciao", MINICIAO_TRAIN_COUNTS, (1, 32, 32, 3), 18),
+    ("Monkeys", MONKEYS_TRAIN_COUNTS, (1, None, None, 3), 4),
+])
+def test_official_samples(samples_dir: Path, name: str, counts: list[int], shape: tuple, n_test: int) -> None:
+    data = samples_dir / name / f"{name}.data"
+    ds = AutoDLDataset(str(data / "train")).get_dataset()
+    assert isinstance(ds.element_spec, tuple) and len(ds.element_spec) == 2
+    assert tuple(ds.element_spec[0].shape) == shape
+    assert ds.element_spec[0].dtype == tf.float32 and tuple(ds.element_spec[1].shape) == (10,)
+    xs, ys = _read_all(data / "train")
+    assert len(xs) == sum(counts)
+    assert ys.sum(0).tolist() == counts
+    assert all(0.0 <= x.min() and x.max() <= 1.0 and x.shape[0] == 1 and x.shape[-1] == 3 for x in xs)
+    test_xs, test_ys = _read_all(data / "test")
+    assert len(test_xs) == n_test and not test_ys.any()
+
+
+def test_monkeys_sizes_vary(samples_dir: Path) -> None:
+    xs, _ = _read_all(samples_dir / "Monkeys/Monkeys.data/train")
+    heights = {x.shape[1] for x in xs}
+    assert min(heights) == 199 and max(heights) == 524
+
+
+def test_compressed_round_trip_rgb_and_gray(make_array_dataset) -> None:
+    for shape in ((9, 7, 3), (9, 7, 1)):
+        out, arrays = make_array_dataset(f"rt{shape[-1]}", shape=shape)
+        train = AutoDLDataset(str(out / f"rt{shape[-1]}.data/train"))
+        assert train.get_metadata().get_tensor_shape() == (1, 9, 7, shape[-1])
+        got = to_arrays(train)
+        assert got.complete and got.x.dtype == np.uint8 and got.x.shape == (12, 1, 9, 7, shape[-1])
+        # Train is shuffled: match samples by content; labels must travel with their image.
+        index = {arr.tobytes(): i for i, arr in enumerate(arrays["x_train"])}
+        for x, y in zip(got.x, got.y):
+            i = index[x[0].tobytes()]
+            assert np.argmax(y) == arrays["y_train"][i] and y.sum() == 1
+        test = to_arrays(AutoDLDataset(str(out / f"rt{shape[-1]}.data/test")))
+        np.testing.assert_array_equal(test.x[:, 0], arrays["x_test"])  # test order is preserved
+        assert not test.y.any()
+        solution = read_solution(str(out / f"rt{shape[-1]}.solution"))
+        np.testing.assert_array_equal(solution.argmax(1), arrays["y_test"])
+
+
+def test_dense_round_trip_matches_float_reader(make_array_dataset) -> None:
+    out, arrays = make_array_dataset("dense", fmt="dense", shape=(5, 6, 1))
+    test = AutoDLDataset(str(out / "dense.data/test"))
+    assert not test.get_metadata().is_compressed()
+    np.testing.assert_array_equal(to_arrays(test).x[:, 0], arrays["x_test"])
+    floats, _ = _read_all(out / "dense.data/test")
+    np.testing.assert_allclose(np.stack(floats)[:, 0], arrays["x_test"] / 255.0, atol=1e-6)
+
+
+def test_video_round_trip(make_array_dataset) -> None:
+    out, arrays = make_array_dataset("video", shape=(4, 6, 6, 3))
+    test = AutoDLDataset(str(out / "video.data/test"))
+    meta = test.get_metadata()
+    assert meta.get_tensor_shape() == (4, 6, 6, 3) and meta.metadata_.is_sequence
+    np.testing.assert_array_equal(to_arrays(test).x, arrays["x_test"])
+    floats, _ = _read_all(out / "video.data/test")
+    assert floats[0].shape == (4, 6, 6, 3)
+
+
+def test_multilabel_round_trip(make_array_dataset) -> None:
+    out, arrays = make_array_dataset("multi", multilabel=True, classes=4)
+    train = to_arrays(AutoDLDataset(str(out / "multi.data/train")))
+    assert sorted(map(tuple, train.y.astype(int))) == sorted(map(tuple, arrays["y_train"]))
+    np.testing.assert_array_equal(read_solution(str(out / "multi.solution")), arrays["y_test"])
+    assert check_dataset(str(out)).splits["train"].multilabel
+
+
+@pytest.mark.parametrize("shards", [2, 5])
+def test_shards_solution_follows_read_order(make_array_dataset, shards: int) -> None:
+    out, arrays = make_array_dataset("sharded", n_train=20, n_test=17, shards=shards, classes=5)
+    test = AutoDLDataset(str(out / "sharded.data/test"))
+    assert len(test.files) == shards
+    got = to_arrays(test)
+    solution = read_solution(str(out / "sharded.solution"))
+    assert len(got) == 17
+    index = {arr.tobytes(): i for i, arr in enumerate(arrays["x_test"])}
+    for row, x in enumerate(got.x):
+        assert solution[row].argmax() == arrays["y_test"][index[x[0].tobytes()]]
+
+
+def test_to_arrays_on_official_style_dataset(samples_dir: Path) -> None:
+    """The platform hands a bare tf.data.Dataset; the fast path must take it and agree with ours."""
+    split = AutoDLDataset(str(samples_dir / "Monkeys/Monkeys.data/train"))
+    ours = to_arrays(split, size=(48, 40))
+    bare = to_arrays(split.get_dataset(), size=(48, 40))
+    assert ours.x.shape == bare.x.shape == (26, 1, 48, 40, 3)
+    assert np.abs(ours.x.astype(int) - bare.x).max() <= 1  # rounding order differs by at most 1
+    np.testing.assert_array_equal(ours.y, bare.y)
+
+
+def test_variable_sizes_need_a_size(samples_dir: Path) -> None:
+    with pytest.raises(ValueError, match="different shapes"):
+        to_arrays(AutoDLDataset(str(samples_dir / "Monkeys/Monkeys.data/train")))
+
+
+def test_to_arrays_limits(samples_dir: Path) -> None:
+    split = AutoDLDataset(str(samples_dir / "miniciao/miniciao.data/train"))
+    few = to_arrays(split, max_samples=10)
+    assert len(few) == 10 and not few.complete
+    capped = to_arrays(split, max_bytes=20 * 32 * 32 * 3, batch_size=8)
+    assert len(capped) == 20 and not capped.complete
+    floats = to_arrays(split, dtype="float32", max_samples=5)
+    assert floats.x.dtype == np.float32 and floats.x.max() <= 1.0
+    everything = to_arrays(split)
+    assert everything.complete and len(everything) == 82
+    np.testing.assert_array_equal(everything.x[:10], few.x)
+
+
+def test_sparse_records_parse_like_the_kit(tmp_path: Path) -> None:
+    split = tmp_path / "sparse.data" / "train"
+    split.mkdir(parents=True)
+    (split / "metadata.textproto").write_text(
+        "is_sequence: false\nsample_count: 1\nsequence_size: 1\noutput_dim: 2\n"
+        "matrix_spec {\n  col_count: 100\n  row_count: 1\n  num_channels: 1\n  format: SPARSE\n}\n")
+
+    def ints(v: list[int]) -> tf.train.Feature:
+        return tf.train.Feature(int64_list=tf.train.Int64List(value=v))
+
+    record = tf.train.SequenceExample(
+        context=tf.train.Features(feature={"label_index": ints([1]), "label_score": tf.train.Feature(
+            float_list=tf.train.FloatList(value=[1.0]))}),
+        feature_lists=tf.train.FeatureLists(feature_list={
+            "0_sparse_col_index": tf.train.FeatureList(feature=[ints([3, 40])]),
+            "0_sparse_row_index": tf.train.FeatureList(feature=[ints([0, 0])]),
+            "0_sparse_channel_index": tf.train.FeatureList(feature=[ints([0, 0])]),
+            "0_sparse_value": tf.train.FeatureList(feature=[tf.train.Feature(
+                float_list=tf.train.FloatList(value=[0.5, 2.0]))]),
+        }))
+    with tf.io.TFRecordWriter(str(split / "sample-sparse-train.tfrecord")) as w:
+        w.write(record.SerializeToString())
+    (x, y), = AutoDLDataset(str(split)).get_dataset().as_numpy_iterator()
+    # Tabular sparse data comes out as (column index, value) rows of shape [1, nnz, 2, 1].
+    np.testing.assert_array_equal(x[0, :, :, 0], [[3, 0.5], [40, 2.0]])
+    np.testing.assert_array_equal(y, [0, 1])
+
+
+# -- bad input --------------------------------------------------------------------------------------
+
+def test_truncated_tfrecord_names_file_and_record(make_array_dataset) -> None:
+    out, _ = make_array_dataset("trunc")
+    path = out / "trunc.data/test/sample-trunc-test.tfrecord"
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) - 40])
+    split = AutoDLDataset(str(out / "trunc.data/test"))
+    with pytest.raises(RecordError, match=r"sample-trunc-test\.tfrecord: record 5 ") as info:
+        to_arrays(split)
+    assert info.value.index == 5 and info.value.path.endswith("sample-trunc-test.tfrecord")
+    with pytest.raises(RecordError, match="record 5"):
+        check_dataset(str(out))
+
+
+def test_corrupt_record_crc_is_reported(make_array_dataset) -> None:
+    out, _ = make_array_dataset("crc")
+    path = out / "crc.data/test/sample-crc-test.tfrecord"
+    data = bytearray(path.read_bytes())
+    data[20] ^= 0xFF  # inside record 0's payload
+    path.write_bytes(bytes(data))
+    with pytest.raises(RecordError, match=r"sample-crc-test\.tfrecord: record 0 "):
+        to_arrays(AutoDLDataset(str(out / "crc.data/test")))
+
+
+def test_undecodable_image_in_record_is_reported(tmp_path: Path, make_array_dataset) -> None:
+    out, _ = make_array_dataset("bad")
+    split = out / "bad.data/test"
+    path = split / "sample-bad-test.tfrecord"
+    records = [r.numpy() for r in tf.data.TFRecordDataset([str(path)])]
+    broken = tf.train.SequenceExample.FromString(records[2])
+    broken.feature_lists.feature_list["0_compressed"].feature[0].bytes_list.value[0] = b"\x89PNG not an image"
+    records[2] = broken.SerializeToString()
+    with tf.io.TFRecordWriter(str(path)) as w:
+        for r in records:
+            w.write(r)
+    with pytest.raises(RecordError, match=r"sample-bad-test\.tfrecord: record 2 does not parse or decode"):
+        to_arrays(AutoDLDataset(str(split)))
+
+
+def test_sample_count_mismatch(make_array_dataset) -> None:
+    out, _ = make_array_dataset("count")
+    meta = out / "count.data/train/metadata.textproto"
+    meta.write_text(meta.read_text().replace("sample_count: 12", "sample_count: 13"))
+    with pytest.raises(SampleCountError, match=r"count\.data/train.*sample_count is 13.*hold 12"):
+        to_arrays(AutoDLDataset(str(out / "count.data/train")))
+    with pytest.raises(SampleCountError, match=r"metadata\.textproto: sample_count is 13"):
+        check_dataset(str(out))
+
+
+@pytest.mark.parametrize("content, match", [
+    ("1 0 0\n" * 5, "5 rows x 3 columns, expected 6 rows"),
+    ("1 0\n" * 6, "6 rows x 2 columns, expected 6 rows .* x 3 columns"),
+    ("1 0 2\n" * 6, "values must be 0 or 1"),
+])
+def test_bad_solution(make_array_dataset, content: str, match: str) -> None:
+    out, _ = make_array_dataset("sol")
+    (out / "sol.solution").write_text(content)
+    with pytest.raises(AutoDLDataError, match=r"sol\.solution: .*" + match):
+        check_dataset(str(out))
+
+
+def test_missing_shards_is_an_error(tmp_path: Path, make_array_dataset) -> None:
+    out, _ = make_array_dataset("noshard")
+    os.remove(out / "noshard.data/test/sample-noshard-test.tfrecord")
+    with pytest.raises(AutoDLDataError, match=r"noshard\.data/test: no TFRecord files"):
+        AutoDLDataset(str(out / "noshard.data/test"))
