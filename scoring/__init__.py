@@ -1,0 +1,1 @@
+"""Official-exact AutoDL scoring: NAUC, soft accuracy, ALC, the official files, and a local runner."""
