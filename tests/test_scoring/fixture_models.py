@@ -91,6 +91,31 @@ class Model:
     def test(self, dataset, remaining_time_budget=None):
         return _solution()
 ''',
+    "returns_none": '''
+class Model:
+    def __init__(self, metadata):
+        self.done_training = False
+        self.rounds = 0
+    def train(self, dataset, remaining_time_budget=None):
+        self.rounds += 1
+    def test(self, dataset, remaining_time_budget=None):
+        return None if self.rounds == 2 else _solution()
+''',
+    "ignores_sigterm": '''
+import signal
+class Model:
+    def __init__(self, metadata):
+        self.done_training = False
+        self.rounds = 0
+    def train(self, dataset, remaining_time_budget=None):
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        self.rounds += 1
+        if self.rounds == 2:
+            while True:
+                time.sleep(0.1)
+    def test(self, dataset, remaining_time_budget=None):
+        return _solution()
+''',
     "init_fails": '''
 class Model:
     def __init__(self, metadata):

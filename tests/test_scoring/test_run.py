@@ -78,6 +78,20 @@ def test_overrun_is_killed_and_earlier_predictions_count(dataset: Path, tmp_path
         os.kill(pid, 0)
 
 
+def test_sigterm_ignored_then_killed(dataset: Path, tmp_path: Path) -> None:
+    result = _run(dataset, tmp_path, "ignores_sigterm", budget=5)
+    assert result.exit_code == EXIT_TIMEOUT and result.outcome.scores == [1.0]
+    run = Path(result.scores).parent.parent
+    pid = files.read_start(str(run / "predictions" / "start.txt")).ingestion_pid
+    with pytest.raises(ProcessLookupError):
+        os.kill(pid, 0)
+
+
+def test_none_from_test_ends_the_loop(dataset: Path, tmp_path: Path) -> None:
+    result = _run(dataset, tmp_path, "returns_none")
+    assert result.exit_code == EXIT_OK and len(result.outcome.scores) == 1
+
+
 def test_wrong_prediction_shape(dataset: Path, tmp_path: Path) -> None:
     result = _run(dataset, tmp_path, "wrong_shape")
     assert result.exit_code == EXIT_MODEL_FAILED and result.outcome.scores == []
