@@ -19,7 +19,7 @@ import tensorflow as tf
 from metadata.errors import RecordError, SampleCountError
 from metadata.reader import AutoDLDataset, locate_bad_record
 
-__all__ = ["Arrays", "to_arrays", "as_tf_dataset"]
+__all__ = ["Arrays", "to_arrays", "as_tf_dataset", "uint8_batches"]
 
 logger = logging.getLogger(__name__)
 
@@ -164,3 +164,18 @@ def _record_error(source: Any, exc: Exception) -> RecordError:
             return located
         return RecordError(f"{source.get_metadata().get_dataset_name()}: cannot read ({message})")
     return RecordError(f"dataset could not be read or decoded: {message}")
+
+
+def uint8_batches(source: Any, *, size: tuple[int, int], batch_size: int, skip: int = 0,
+                  shuffle_buffer: int = 1024, seed: int = 0, antialias: bool = True) -> Any:
+    """An endless, shuffled iterator of numpy `(uint8 x [B,T,H,W,C], float32 y [B,K])` batches.
+
+    For training on the part of a dataset that does not fit in memory: `skip` the samples already
+    cached, repeat the rest, shuffle within `shuffle_buffer`.
+    """
+    if isinstance(source, AutoDLDataset):
+        ds = source.uint8_dataset(size, antialias=antialias)
+    else:
+        ds = _float_pipeline(as_tf_dataset(source), size, "uint8", antialias).map(lambda x, y, o: (x, y))
+    ds = ds.skip(skip).repeat().shuffle(shuffle_buffer, seed=seed).batch(batch_size).prefetch(2)
+    return ds.as_numpy_iterator()

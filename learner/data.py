@@ -1,0 +1,137 @@
+"""From AutoDL data to training batches: decode once, cache, stream the rest, augment lightly.
+
+Images are decoded once into uint8 `[N, T, H, W, C]` at the configuration's resolution (the
+test set too, and it is reused across `test` calls). What exceeds the memory cap is streamed from
+the dataset during training. Augmentation is a random horizontal flip and a random crop of a
+reflect-padded image, done on the batch in torch.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from learner import _triton_guard  # noqa: F401  (before torch)
+import torch  # noqa: E402
+import torch.nn.functional as F  # noqa: E402
+
+__all__ = ["TrainSet", "load_train_set", "load_test_array", "stratified_split", "is_multilabel", "to_float_batch",
+           "augment"]
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_CACHE_BYTES = 4 * 1024**3
+
+
+def is_multilabel(y: np.ndarray) -> bool:
+    """Multilabel unless every row has exactly one positive."""
+    return bool(np.any((y > 0).sum(axis=1) != 1))
+
+
+def stratified_split(y: np.ndarray, fraction: float, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """(train indices, validation indices): per class for multiclass labels, at random otherwise.
+
+    A class with a single sample stays in train; at least one sample goes to validation.
+    """
+    if not 0 < fraction < 1:
+        raise ValueError(f"fraction must be in (0, 1), got {fraction}")
+    rng = np.random.default_rng(seed)
+    n = len(y)
+    if is_multilabel(y):
+        order = rng.permutation(n)
+        n_val = max(1, int(round(fraction * n)))
+        return np.sort(order[n_val:]), np.sort(order[:n_val])
+    labels = y.argmax(axis=1)
+    val = []
+    for cls in np.unique(labels):
+        members = rng.permutation(np.flatnonzero(labels == cls))
+        if len(members) >= 2:
+            val.extend(members[: max(1, int(round(fraction * len(members))))])
+    val = np.sort(np.array(val, dtype=np.int64))
+    if len(val) == 0:
+        val = np.array([rng.integers(n)])
+    train = np.setdiff1d(np.arange(n), val)
+    return train, val
+
+
+@dataclass
+class TrainSet:
+    """Cached training samples, plus a stream of the rest when the cache is incomplete."""
+
+    x: np.ndarray  # uint8 [N, T, H, W, C]
+    y: np.ndarray  # float32 [N, K]
+    stream: Iterator[tuple[np.ndarray, np.ndarray]] | None = None
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if len(self.x) != len(self.y):
+            raise ValueError(f"{len(self.x)} samples but {len(self.y)} labels")
+        if len(self.x) == 0:
+            raise ValueError("no training samples")
+        self._rng = np.random.default_rng(self.seed)
+        self._turn = 0
+
+    def __len__(self) -> int:
+        return len(self.x)
+
+    def sample(self, batch_size: int) -> tuple[np.ndarray, np.ndarray]:
+        """A random batch: from the cache, alternating with streamed batches when there is a stream."""
+        self._turn += 1
+        if self.stream is not None and self._turn % 2 == 0:
+            x, y = next(self.stream)
+            return x, y
+        idx = self._rng.choice(len(self.x), size=min(batch_size, len(self.x)), replace=len(self.x) < batch_size)
+        return self.x[idx], self.y[idx]
+
+
+def load_train_set(source: Any, *, resolution: int, batch_size: int, max_bytes: int = DEFAULT_CACHE_BYTES,
+                   max_samples: int | None = None, seed: int = 0) -> TrainSet:
+    """Decode a training split into a `TrainSet` at `resolution` (streaming beyond `max_bytes`)."""
+    from metadata.arrays import to_arrays, uint8_batches
+
+    arrays = to_arrays(source, size=(resolution, resolution), max_bytes=max_bytes, max_samples=max_samples)
+    stream = None
+    if not arrays.complete and max_samples is None:
+        logger.info("[data] cached %d samples (%.0f MB); streaming the rest", len(arrays), arrays.x.nbytes / 1e6)
+        stream = uint8_batches(source, size=(resolution, resolution), batch_size=batch_size, skip=len(arrays),
+                               seed=seed)
+    return TrainSet(arrays.x, arrays.y, stream=stream, seed=seed)
+
+
+def load_test_array(source: Any, *, resolution: int) -> np.ndarray:
+    """Decode a whole test split once, in order: uint8 `[N, T, H, W, C]`."""
+    from metadata.arrays import to_arrays
+
+    return to_arrays(source, size=(resolution, resolution)).x
+
+
+def to_float_batch(x: np.ndarray | torch.Tensor, device: torch.device, resolution: int | None = None,
+                   channels_last: bool = True) -> torch.Tensor:
+    """uint8 `[B, H, W, C]` -> float `[B, C, H, W]` in [0, 1] on `device` (resized if needed)."""
+    t = torch.as_tensor(x).to(device, non_blocking=True)
+    t = t.permute(0, 3, 1, 2).float().div_(255.0)
+    if resolution is not None and t.shape[-2:] != (resolution, resolution):
+        t = F.interpolate(t, size=(resolution, resolution), mode="bilinear", align_corners=False, antialias=True)
+    if channels_last:
+        t = t.contiguous(memory_format=torch.channels_last)
+    return t
+
+
+def augment(x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+    """Random horizontal flip and random crop (reflect padding of 1/8 of the side) per sample."""
+    b, _, h, w = x.shape
+    flip = torch.rand(b, generator=generator) < 0.5
+    x = torch.where(flip.view(b, 1, 1, 1).to(x.device), x.flip(-1), x)
+    pad = max(1, h // 8)
+    padded = F.pad(x, (pad, pad, pad, pad), mode="reflect")
+    dy = torch.randint(0, 2 * pad + 1, (b,), generator=generator)
+    dx = torch.randint(0, 2 * pad + 1, (b,), generator=generator)
+    rows = (dy.view(b, 1) + torch.arange(h).view(1, h)).to(x.device)
+    cols = (dx.view(b, 1) + torch.arange(w).view(1, w)).to(x.device)
+    batch = torch.arange(b, device=x.device).view(b, 1, 1)
+    out = padded.permute(0, 2, 3, 1)[batch, rows.view(b, h, 1), cols.view(b, 1, w)]
+    return out.permute(0, 3, 1, 2).contiguous(memory_format=torch.channels_last)
