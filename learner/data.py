@@ -112,7 +112,7 @@ def load_test_array(source: Any, *, resolution: int) -> np.ndarray:
 def to_float_batch(x: np.ndarray | torch.Tensor, device: torch.device, resolution: int | None = None,
                    channels_last: bool = True) -> torch.Tensor:
     """uint8 `[B, H, W, C]` -> float `[B, C, H, W]` in [0, 1] on `device` (resized if needed)."""
-    t = torch.as_tensor(x).to(device, non_blocking=True)
+    t = torch.as_tensor(np.ascontiguousarray(x) if isinstance(x, np.ndarray) else x).to(device, non_blocking=True)
     t = t.permute(0, 3, 1, 2).float().div_(255.0)
     if resolution is not None and t.shape[-2:] != (resolution, resolution):
         t = F.interpolate(t, size=(resolution, resolution), mode="bilinear", align_corners=False, antialias=True)
@@ -124,14 +124,12 @@ def to_float_batch(x: np.ndarray | torch.Tensor, device: torch.device, resolutio
 def augment(x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
     """Random horizontal flip and random crop (reflect padding of 1/8 of the side) per sample."""
     b, _, h, w = x.shape
-    flip = torch.rand(b, generator=generator) < 0.5
-    x = torch.where(flip.view(b, 1, 1, 1).to(x.device), x.flip(-1), x)
+    flip = (torch.rand(b, generator=generator) < 0.5).tolist()
     pad = max(1, h // 8)
     padded = F.pad(x, (pad, pad, pad, pad), mode="reflect")
-    dy = torch.randint(0, 2 * pad + 1, (b,), generator=generator)
-    dx = torch.randint(0, 2 * pad + 1, (b,), generator=generator)
-    rows = (dy.view(b, 1) + torch.arange(h).view(1, h)).to(x.device)
-    cols = (dx.view(b, 1) + torch.arange(w).view(1, w)).to(x.device)
-    batch = torch.arange(b, device=x.device).view(b, 1, 1)
-    out = padded.permute(0, 2, 3, 1)[batch, rows.view(b, h, 1), cols.view(b, 1, w)]
-    return out.permute(0, 3, 1, 2).contiguous(memory_format=torch.channels_last)
+    offsets = torch.randint(0, 2 * pad + 1, (b, 2), generator=generator).tolist()
+    crops = []
+    for i, (dy, dx) in enumerate(offsets):
+        crop = padded[i, :, dy:dy + h, dx:dx + w]
+        crops.append(crop.flip(-1) if flip[i] else crop)
+    return torch.stack(crops).contiguous(memory_format=torch.channels_last)
