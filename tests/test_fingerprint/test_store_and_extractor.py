@@ -1,0 +1,63 @@
+"""The frozen extractor and the known-dataset store."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from fingerprint.extractor import ExtractorInfo, FeatureExtractor
+from fingerprint.store import META_FEATURES, DatasetEntry, Store, StoreError
+
+INFO = ExtractorInfo(backbone="resnet18", weights="random-0", resolution=32, feature_dim=4)
+META = {k: 1.0 for k in META_FEATURES}
+
+
+def test_extractor_is_frozen_and_averages_frames() -> None:
+    extractor = FeatureExtractor("resnet18", resolution=32, frames=3)
+    assert extractor.info.feature_dim == 512 and not any(p.requires_grad for p in extractor.model.parameters())
+    rng = np.random.default_rng(0)
+    clips = rng.integers(0, 256, (2, 3, 32, 32, 3), dtype=np.uint8)
+    per_frame = np.stack([extractor.extract(clips[:, t:t + 1]) for t in range(3)], 1)
+    np.testing.assert_allclose(extractor.extract(clips), per_frame.mean(1), rtol=1e-4, atol=1e-5)
+    gray = rng.integers(0, 256, (2, 1, 40, 40, 1), dtype=np.uint8)
+    np.testing.assert_allclose(extractor.extract(gray), extractor.extract(np.repeat(gray, 3, -1)), rtol=1e-5)
+    again = FeatureExtractor("resnet18", resolution=32, frames=3)  # same seed, same features
+    np.testing.assert_allclose(again.extract(gray), extractor.extract(gray), rtol=1e-5)
+    assert extractor.model.training is False and torch.is_inference_mode_enabled() is False
+
+
+def test_store_round_trip(tmp_path: Path) -> None:
+    store = Store(INFO, [DatasetEntry("a", np.ones((3, 4)), META), DatasetEntry("b", np.zeros((2, 4)), META)])
+    store.save(str(tmp_path / "s.npz"))
+    loaded = Store.load(str(tmp_path / "s.npz"), expect=INFO)
+    assert loaded.names == ["a", "b"] and loaded.info == INFO
+    assert loaded.entries["a"].features.dtype == np.float16 and loaded.entries["b"].meta == META
+    x, y = loaded.samples()
+    assert x.shape == (5, 4) and y.tolist() == ["a", "a", "a", "b", "b"]
+    assert loaded.without("a").names == ["b"]
+
+
+def test_store_bad_input(tmp_path: Path) -> None:
+    with pytest.raises(StoreError, match="empty store"):
+        Store(INFO).save(str(tmp_path / "e.npz"))
+    with pytest.raises(StoreError, match=r"expected \[N, 4\]"):
+        Store(INFO, [DatasetEntry("a", np.ones((3, 5)), META)])
+    with pytest.raises(StoreError, match="meta-features missing: channels"):
+        Store(INFO, [DatasetEntry("a", np.ones((3, 4)), {k: 1.0 for k in META_FEATURES if k != "channels"})])
+    with pytest.raises(StoreError, match="store file not found"):
+        Store.load(str(tmp_path / "missing.npz"))
+    store = Store(INFO, [DatasetEntry("a", np.ones((3, 4)), META)])
+    store.save(str(tmp_path / "s.npz"))
+    other = ExtractorInfo(backbone="efficientnet_lite0", weights="abc", resolution=32, feature_dim=4)
+    with pytest.raises(StoreError, match="store built with .*resnet18.*rebuild the store"):
+        Store.load(str(tmp_path / "s.npz"), expect=other)
+
+
+def test_loading_never_unpickles(tmp_path: Path) -> None:
+    path = tmp_path / "evil.npz"
+    np.savez(path, header=np.array([{"format_version": 1}], dtype=object))
+    with pytest.raises(StoreError, match="not a fingerprint store"):
+        Store.load(str(path))
