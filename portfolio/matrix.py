@@ -1,0 +1,207 @@
+"""The performance matrix: every configuration on every dataset, R repeats, as independent jobs.
+
+    python -m portfolio.matrix --configs DIR --datasets DIR [DIR ...] --repeats R --budget S
+                               --executor local:N|dask:ADDRESS --out matrix.csv [--weights-dir W]
+                               [--objective module:function]
+
+DIR holds configuration records (`*.json`, the name of each file is the column name). Each job
+runs the objective (default: anytime ALC on held-out train data) and appends one line to the
+sidecar `<out>.runs.jsonl` as it finishes: dataset, config, repeat, status (ok | crash), ALC or
+the error. Rerunning skips the jobs the sidecar already holds. The CSV has datasets as rows and
+configurations as columns, each cell the mean ALC of the successful repeats; a cell where every
+repeat crashed is left empty (a crash is never a score).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import glob
+import json
+import os
+import sys
+import time
+import traceback
+from collections import defaultdict
+from concurrent.futures import Future, ProcessPoolExecutor, as_completed
+from dataclasses import dataclass
+from typing import Any
+
+__all__ = ["Job", "run_job", "run_matrix", "read_matrix", "write_matrix", "main"]
+
+
+@dataclass(frozen=True)
+class Job:
+    dataset: str        # dataset folder
+    dataset_name: str
+    config_name: str
+    config: dict[str, Any]
+    repeat: int
+    budget: float
+    weights_dir: str | None
+    objective: str
+
+    @property
+    def key(self) -> tuple[str, str, int]:
+        return (self.dataset_name, self.config_name, self.repeat)
+
+
+def run_job(job: Job) -> dict[str, Any]:
+    """Run one cell repeat; never raises: a crash comes back as a record with its error."""
+    import learner  # noqa: F401  (triton guard in fresh worker processes)
+    from portfolio.objective import load_objective
+
+    start = time.time()
+    record = {"dataset": job.dataset_name, "config": job.config_name, "repeat": job.repeat, "budget": job.budget}
+    try:
+        objective = load_objective(job.objective)
+        context = {"dataset": job.dataset, "dataset_name": job.dataset_name, "weights_dir": job.weights_dir,
+                   "seed": job.repeat, "repeat": job.repeat}
+        config = {**job.config, "name": job.config_name}
+        result = objective(config, job.budget, context)
+        record.update(status="ok", alc=1.0 - float(result["loss"]))
+    except Exception as exc:  # noqa: BLE001 - recorded as a crash, with its error
+        record.update(status="crash", error=f"{type(exc).__name__}: {exc}", traceback=traceback.format_exc())
+    record["seconds"] = time.time() - start
+    return record
+
+
+def config_values(config_path: str) -> dict[str, Any]:
+    """A configuration record as the objective's input (the search-space keys)."""
+    from learner.config import TrainConfig
+
+    c = TrainConfig.load(config_path)
+    weights = c.weights if c.weights is not None else "random"
+    return {"model": f"{c.backbone}:{weights}", "optimizer": c.optimizer, "learning_rate": c.learning_rate,
+            "batch_size": c.batch_size, "dropout": c.dropout, "resolution": c.resolution,
+            "frames_per_clip": c.frames_per_clip, "frame_sampling": c.frame_sampling}
+
+
+def _read_sidecar(path: str) -> list[dict[str, Any]]:
+    if not os.path.exists(path):
+        return []
+    with open(path) as f:
+        return [json.loads(line) for line in f if line.strip()]
+
+
+def _submit_all(executor_spec: str, jobs: list[Job]):
+    kind, _, arg = executor_spec.partition(":")
+    if kind == "local":
+        import multiprocessing
+
+        workers = int(arg or 1)
+        pool = ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"))
+        futures = [pool.submit(run_job, job) for job in jobs]
+        return pool, as_completed(futures), lambda f: f.result()
+    if kind == "dask":
+        from distributed import Client, as_completed as dask_completed
+
+        client = Client(arg) if arg else Client()
+        futures = client.map(run_job, jobs, pure=False)
+        return client, dask_completed(futures), lambda f: f.result()
+    raise ValueError(f"executor must be local:N or dask:ADDRESS, got {executor_spec!r}")
+
+
+def run_matrix(configs_dir: str, dataset_dirs: list[str], *, repeats: int, budget: float, executor: str, out: str,
+               weights_dir: str | None = None, objective: str = "portfolio.objective:alc_objective",
+               progress: bool = True) -> dict[str, dict[str, float | None]]:
+    from tqdm import tqdm
+
+    from metadata.check import find_dataset
+
+    config_paths = sorted(glob.glob(os.path.join(configs_dir, "*.json")))
+    if not config_paths:
+        raise ValueError(f"{configs_dir}: no configuration records (*.json)")
+    configs = {os.path.basename(p)[:-5]: config_values(p) for p in config_paths}
+    datasets = {find_dataset(d)[0]: os.path.abspath(d) for d in dataset_dirs}
+    sidecar = out + ".runs.jsonl"
+    done = {(r["dataset"], r["config"], r["repeat"]) for r in _read_sidecar(sidecar)}
+    jobs = [Job(path, name, cname, values, r, budget, weights_dir and os.path.abspath(weights_dir), objective)
+            for name, path in datasets.items() for cname, values in configs.items() for r in range(repeats)]
+    todo = [j for j in jobs if j.key not in done]
+    if todo:
+        handle, completed, result_of = _submit_all(executor, todo)
+        try:
+            with open(sidecar, "a") as log, tqdm(total=len(todo), desc="matrix", unit="job", disable=not progress) as bar:
+                for future in completed:
+                    record = result_of(future)
+                    log.write(json.dumps(record) + "\n")
+                    log.flush()
+                    bar.update(1)
+                    if record["status"] == "crash":
+                        bar.write(f"[matrix] crash: {record['dataset']} x {record['config']} "
+                                  f"#{record['repeat']}: {record['error']}")
+        finally:
+            handle.shutdown() if hasattr(handle, "shutdown") else handle.close()
+    records = [r for r in _read_sidecar(sidecar) if r["dataset"] in datasets and r["config"] in configs]
+    matrix = aggregate(records, list(datasets), list(configs))
+    write_matrix(out, matrix)
+    return matrix
+
+
+def aggregate(records: list[dict[str, Any]], datasets: list[str], configs: list[str]
+              ) -> dict[str, dict[str, float | None]]:
+    values: dict[tuple[str, str], list[float]] = defaultdict(list)
+    for r in records:
+        if r["status"] == "ok":
+            values[(r["dataset"], r["config"])].append(r["alc"])
+    return {d: {c: (sum(values[(d, c)]) / len(values[(d, c)]) if values[(d, c)] else None) for c in configs}
+            for d in datasets}
+
+
+def write_matrix(path: str, matrix: dict[str, dict[str, float | None]]) -> None:
+    configs = list(next(iter(matrix.values())))
+    with open(path, "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["dataset", *configs])
+        for dataset, row in matrix.items():
+            writer.writerow([dataset, *("" if row[c] is None else f"{row[c]:.6f}" for c in configs)])
+
+
+def read_matrix(path: str) -> dict[str, dict[str, float | None]]:
+    """A matrix CSV (first column: dataset names; header: configuration names; empty cell: crash)."""
+    try:
+        with open(path, newline="") as f:
+            rows = list(csv.reader(f))
+    except OSError as exc:
+        raise ValueError(f"{path}: cannot read matrix ({exc.strerror})") from exc
+    if len(rows) < 2 or len(rows[0]) < 2:
+        raise ValueError(f"{path}: a matrix needs a header of configurations and at least one dataset row")
+    header = rows[0][1:]
+    matrix = {}
+    for i, row in enumerate(rows[1:], start=2):
+        if len(row) != len(header) + 1:
+            raise ValueError(f"{path}: line {i} has {len(row)} cells, expected {len(header) + 1}")
+        try:
+            matrix[row[0]] = {c: (float(v) if v.strip() else None) for c, v in zip(header, row[1:])}
+        except ValueError as exc:
+            raise ValueError(f"{path}: line {i}: {exc}") from exc
+    return matrix
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m portfolio.matrix", description=__doc__.splitlines()[0])
+    p.add_argument("--configs", required=True)
+    p.add_argument("--datasets", nargs="+", required=True)
+    p.add_argument("--repeats", type=int, default=1)
+    p.add_argument("--budget", type=float, required=True, help="seconds per run")
+    p.add_argument("--executor", default="local:1")
+    p.add_argument("--out", required=True)
+    p.add_argument("--weights-dir")
+    p.add_argument("--objective", default="portfolio.objective:alc_objective")
+    args = p.parse_args(argv)
+    try:
+        matrix = run_matrix(args.configs, args.datasets, repeats=args.repeats, budget=args.budget,
+                            executor=args.executor, out=args.out, weights_dir=args.weights_dir,
+                            objective=args.objective)
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    crashed = sum(v is None for row in matrix.values() for v in row.values())
+    print(f"{args.out}: {len(matrix)} datasets x {len(next(iter(matrix.values())))} configurations, "
+          f"{crashed} cells without a successful run")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,123 @@
+"""The configuration search space (ConfigSpace) and its one mapping to `TrainConfig`.
+
+As in the paper: optimizer {Adam, SGD}, batch size {16, 32, 64, 128}, learning rate 1e-5..0.5
+(log), dropout 0.01..0.99; plus the model (backbone and weights source, one categorical over the
+weights files that exist) and the input resolution; for video, frames per clip and frame sampling.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+from collections.abc import Sequence
+from typing import Any
+
+import ConfigSpace as CS
+
+from learner.backbones import get_spec, list_backbones
+from learner.config import FRAME_SAMPLING, TrainConfig
+
+__all__ = ["RANDOM_WEIGHTS", "available_models", "build_space", "to_train_config"]
+
+RANDOM_WEIGHTS = "random"
+
+
+def available_models(weights_dir: str | None, backbones: Sequence[str] | None = None,
+                     allow_random: bool = False) -> list[str]:
+    """`backbone:weights` choices: every `<backbone>-<id>.pt` in `weights_dir` (and random init)."""
+    wanted = set(backbones or list_backbones())
+    models = []
+    if weights_dir:
+        for path in sorted(glob.glob(os.path.join(weights_dir, "*.pt"))):
+            stem = os.path.basename(path)[:-3]
+            for name in wanted:
+                if stem.startswith(name + "-"):
+                    models.append(f"{name}:{stem[len(name) + 1:]}")
+    if allow_random:
+        models += [f"{name}:{RANDOM_WEIGHTS}" for name in sorted(wanted)]
+    if not models:
+        raise ValueError(f"no model to tune: no weights files for {sorted(wanted)} in {weights_dir!r} "
+                         "(and random initialisation not allowed)")
+    return sorted(set(models))
+
+
+def build_space(models: Sequence[str], *, resolutions: Sequence[int] = (64, 96, 128), video: bool = False,
+                seed: int = 0) -> CS.ConfigurationSpace:
+    """The search space over `models` (`backbone:weights` strings)."""
+    too_large = [m for m in models if get_spec(m.split(":")[0]).min_size > max(resolutions)]
+    if too_large:
+        raise ValueError(f"{', '.join(too_large)}: need a resolution of at least "
+                         f"{min(get_spec(m.split(':')[0]).min_size for m in too_large)}; resolutions are {list(resolutions)}")
+    cs = CS.ConfigurationSpace(seed=seed)
+    model = CS.CategoricalHyperparameter("model", list(models))
+    # Categoricals, not ordinals: hpbandster's BOHB model cannot handle ordinal hyperparameters. The
+    # default is the largest resolution, which every model accepts.
+    resolution = CS.CategoricalHyperparameter("resolution", sorted(resolutions), default_value=max(resolutions))
+    cs.add([
+        model,
+        CS.CategoricalHyperparameter("optimizer", ["adam", "sgd"]),
+        CS.CategoricalHyperparameter("batch_size", [16, 32, 64, 128]),
+        CS.UniformFloatHyperparameter("learning_rate", 1e-5, 0.5, log=True),
+        CS.UniformFloatHyperparameter("dropout", 0.01, 0.99),
+        resolution,
+    ])
+    if video:
+        cs.add([CS.CategoricalHyperparameter("frames_per_clip", [2, 4, 8]),
+                CS.CategoricalHyperparameter("frame_sampling", list(FRAME_SAMPLING))])
+    for m in models:  # a backbone's minimum input size forbids smaller resolutions
+        small = [r for r in resolutions if r < get_spec(m.split(":")[0]).min_size]
+        for r in small:
+            cs.add(CS.ForbiddenAndConjunction(CS.ForbiddenEqualsClause(model, m),
+                                              CS.ForbiddenEqualsClause(resolution, r)))
+    return cs
+
+
+def to_train_config(values: dict[str, Any] | CS.Configuration, name: str = "") -> TrainConfig:
+    """The one mapping from a sampled configuration to the learner's record."""
+    values = dict(values)
+    backbone, _, weights = str(values["model"]).partition(":")
+    return TrainConfig(backbone=backbone, weights=None if weights == RANDOM_WEIGHTS else weights,
+                       optimizer=str(values["optimizer"]), learning_rate=float(values["learning_rate"]),
+                       batch_size=int(values["batch_size"]), dropout=float(values["dropout"]),
+                       resolution=int(values["resolution"]), frames_per_clip=int(values.get("frames_per_clip", 4)),
+                       frame_sampling=str(values.get("frame_sampling", "uniform")), name=name)
+
+
+def selector_space(name: str, seed: int = 0) -> CS.ConfigurationSpace:
+    """Hyperparameters of a fingerprint selector, as the fingerprint issue lists them."""
+    cs = CS.ConfigurationSpace(seed=seed)
+    if name == "kmeans_vote":
+        cs.add([CS.UniformIntegerHyperparameter("n_clusters", 5, 40),
+                CS.UniformIntegerHyperparameter("n_init", 10, 30),
+                CS.UniformIntegerHyperparameter("max_iter", 100, 500)])
+    elif name in ("mlp_vote", "mlp_moments"):
+        cs.add([CS.UniformIntegerHyperparameter("hidden", 32, 512, log=True),
+                CS.UniformFloatHyperparameter("dropout", 0.0, 0.7),
+                CS.UniformFloatHyperparameter("lr", 1e-4, 1e-2, log=True),
+                CS.UniformIntegerHyperparameter("epochs", 5, 60)])
+        if name == "mlp_moments":
+            cs.add(CS.UniformFloatHyperparameter("p", 0.0, 0.4))
+            # each statistic switchable; quantiles stay on so the vector is never empty
+            cs.add([CS.CategoricalHyperparameter(f"use_{s}", [True, False])
+                    for s in ("mean", "median", "std", "var", "skew", "kurtosis")])
+    elif name == "metafeatures_knn":
+        cs.add(CS.UniformIntegerHyperparameter("n_neighbors", 1, 5))
+    else:
+        raise ValueError(f"no search space for selector {name!r}")
+    return cs
+
+
+def to_selector_params(values: dict[str, Any] | CS.Configuration) -> dict[str, Any]:
+    """A sampled selector configuration as keyword arguments of the selector."""
+    values = dict(values)
+    params: dict[str, Any] = {}
+    statistics = []
+    for key, value in values.items():
+        if key.startswith("use_"):
+            if bool(value):
+                statistics.append(key[4:])
+        else:
+            params[key] = value.item() if hasattr(value, "item") else value
+    if any(k.startswith("use_") for k in values):
+        params["statistics"] = tuple(statistics) + ("quantiles",)
+    return params

@@ -1,0 +1,95 @@
+"""Greedy reduction and leave-one-dataset-out regret on small matrices worked out by hand."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pytest
+
+from portfolio.evaluate import main as evaluate_main
+from portfolio.reduce import greedy_portfolio, main as reduce_main, portfolio_value
+
+#        d1   d2   d3
+M = {"d1": {"A": 0.9, "B": 0.5, "C": 0.6},
+     "d2": {"A": 0.1, "B": 0.8, "C": 0.6},
+     "d3": {"A": 0.5, "B": 0.4, "C": 0.6}}
+
+
+def test_greedy_mixed_objective() -> None:
+    # size 1: mixed(A) = .5(.1 + .5) = .3, mixed(B) = .5(.4 + .5667) = .4833, mixed(C) = .6 -> C
+    # size 2: C+A -> best [.9, .6, .6]: .5(.6 + .7) = .65; C+B -> [.6, .8, .6]: .5(.6 + .6667) = .6333 -> A
+    steps = greedy_portfolio(M, 2, "mixed")
+    assert [s[0] for s in steps] == ["C", "A"]
+    assert [s[1] for s in steps] == pytest.approx([0.6, 0.65])
+    assert portfolio_value(M, ["A", "B", "C"], "mean") == pytest.approx((0.9 + 0.8 + 0.6) / 3)
+
+
+def test_greedy_ties_go_to_column_order_and_min_objective() -> None:
+    # min: C first (.6); then A+C and B+C both have min .6 -> A (first column)
+    assert [s[0] for s in greedy_portfolio(M, 2, "min")] == ["C", "A"]
+
+
+def test_crashed_cells_never_count_as_scores() -> None:
+    m = {d: dict(row) for d, row in M.items()}
+    for d, v in (("d1", 1.0), ("d2", None), ("d3", 1.0)):
+        m[d]["D"] = v
+    assert portfolio_value(m, ["D"], "mixed") == -math.inf  # d2 has no result at all
+    assert greedy_portfolio(m, 1, "mixed")[0][0] == "C"
+    # with C covering d2: [1.0, .6, 1.0] -> .5(.6 + .8667)
+    assert greedy_portfolio(m, 2, "mixed")[1] == ("D", pytest.approx(0.5 * (0.6 + 2.6 / 3)))
+
+
+def _write(tmp_path: Path, matrix: dict, name: str = "m.csv") -> str:
+    configs = list(next(iter(matrix.values())))
+    lines = ["dataset," + ",".join(configs)]
+    lines += [d + "," + ",".join("" if row[c] is None else str(row[c]) for c in configs) for d, row in matrix.items()]
+    (tmp_path / name).write_text("\n".join(lines) + "\n")
+    return str(tmp_path / name)
+
+
+def test_reduce_cli(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    path = _write(tmp_path, M)
+    assert reduce_main(["--matrix", path, "--size", "2", "--curve", str(tmp_path / "c.png"),
+                        "--out", str(tmp_path / "p.txt")]) == 0
+    assert "| 2 | A | 0.6500 |" in capsys.readouterr().out
+    assert (tmp_path / "p.txt").read_text() == "C\nA\n" and (tmp_path / "c.png").stat().st_size > 5000
+    assert reduce_main(["--matrix", path, "--size", "4"]) == 2
+
+
+def test_lodo_regret_knn(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    """Meta-features 0, 1, 10: d1 <-> d2 are neighbours, d3's nearest is d2.
+
+    knn(k=1): d1 takes d2's best (B): .9 - .5 = .4; d2 takes d1's best (A): .8 - .1 = .7;
+    d3 takes d2's best (B): .6 - .4 = .2 -> mean .4333, median .4, no oracle hit.
+    """
+    (tmp_path / "meta.csv").write_text("dataset,size\nd1,0\nd2,1\nd3,10\n")
+    assert evaluate_main(["--matrix", _write(tmp_path, M), "--meta-features", str(tmp_path / "meta.csv")]) == 0
+    out = capsys.readouterr().out
+    assert "| knn | 0.4333 | 0.4000 | 0/3 |" in out
+    # single best over the two other datasets: d1 -> B (tie B/C, first column), d2 -> A, d3 -> B
+    assert "| single best | 0.4333 | 0.4000 | 0/3 |" in out
+    # random: expected regret per dataset: d1 .9-.6667, d2 .8-.5, d3 .6-.5 -> mean .2111
+    assert "| random (expected) | 0.2111 |" in out
+
+
+def test_lodo_safe_and_default(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    m = {d: dict(row) for d, row in M.items()}
+    for d, v, default in (("d1", 1.0, 0.5), ("d2", None, 0.5), ("d3", 1.0, 0.5)):
+        m[d]["D"] = v
+        m[d]["default"] = default
+    path = _write(tmp_path, m)
+    (tmp_path / "lodo.csv").write_text("dataset,selected,share\nd1,d3,1\nd2,d1,1\nd3,d1,1\n")
+    args = ["--matrix", path, "--selector", "mapping", "--mapping", str(tmp_path / "lodo.csv")]
+    assert evaluate_main(args) == 0
+    plain = capsys.readouterr().out
+    assert "| d2 | D (0.800)" in plain  # d1's best (D) crashed on d2: regret .8
+    assert "| default | " in plain
+    assert evaluate_main(args + ["--safe"]) == 0
+    safe = capsys.readouterr().out
+    # D crashed on d2, a training dataset for d1 and d3: d1 takes d3's best safe config (C, 1.0 - .6),
+    # d3 takes d1's (A, 1.0 - .5); d2's training datasets never saw D crash, so d2 still gets it.
+    assert "| d1 | C (0.400)" in safe and "| d3 | A (0.500)" in safe and "| d2 | D (0.800)" in safe
+    (tmp_path / "bad.csv").write_text("dataset,selected\nd1,d1\nd2,d1\nd3,d1\n")
+    assert evaluate_main(["--matrix", path, "--selector", "mapping", "--mapping", str(tmp_path / "bad.csv")]) == 2
+    assert "not another dataset" in capsys.readouterr().err

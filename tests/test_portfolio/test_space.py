@@ -1,0 +1,39 @@
+"""The search space and its mapping to configuration records."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torchvision
+
+from learner.config import TrainConfig
+from learner.weights import save_state_dict
+from portfolio.space import available_models, build_space, to_train_config
+
+
+def test_every_sampled_configuration_maps_to_a_valid_record() -> None:
+    models = ["inception_v3:imagenet", "mobilenet_v3_small:random", "efficientnet_lite0:imagenet"]
+    space = build_space(models, resolutions=(64, 96), video=True, seed=3)
+    for i, sample in enumerate(space.sample_configuration(200)):
+        config = to_train_config(sample, name=f"c{i}")
+        assert isinstance(config, TrainConfig)
+        assert not (config.backbone == "inception_v3" and config.resolution < 75)  # forbidden clause
+        assert config.optimizer in ("adam", "sgd") and config.batch_size in (16, 32, 64, 128)
+        assert 1e-5 <= config.learning_rate <= 0.5 and 0.01 <= config.dropout <= 0.99
+        assert (config.weights is None) == (config.backbone == "mobilenet_v3_small")
+
+
+def test_space_without_video_has_no_frame_knobs() -> None:
+    names = set(build_space(["resnet18:random"]).keys())
+    assert names == {"model", "optimizer", "batch_size", "learning_rate", "dropout", "resolution"}
+
+
+def test_available_models_from_weights_files(tmp_path: Path) -> None:
+    save_state_dict(torchvision.models.resnet18().state_dict(), str(tmp_path / "resnet18-imagenet.pt"))
+    save_state_dict({}, str(tmp_path / "resnet18-pool.pt"))
+    (tmp_path / "notes.txt").write_text("x")
+    assert available_models(str(tmp_path), ["resnet18", "mobilenet_v2"]) == ["resnet18:imagenet", "resnet18:pool"]
+    assert "mobilenet_v2:random" in available_models(str(tmp_path), ["resnet18", "mobilenet_v2"], allow_random=True)
+    with pytest.raises(ValueError, match="no model to tune"):
+        available_models(str(tmp_path), ["efficientnet_b0"])
