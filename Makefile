@@ -5,7 +5,7 @@ PY := .venv/bin/python
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 export PYTHONPATH := $(CURDIR)
 
-.PHONY: venv test test-all demo proto bench-decode
+.PHONY: venv test test-all demo proto bench-decode meta-train
 
 venv:
 	@bash scripts/venv.sh >/dev/null
@@ -25,3 +25,5 @@ proto: venv
 
 bench-decode: venv
 	$(PY) benchmarks/decode.py
+meta-train: venv
+	$(PY) -m portfolio.meta_train --profile $${PROFILE:-full} $(if $(OVERWRITE),--overwrite,)

@@ -22,6 +22,7 @@ from collections.abc import Sequence
 from typing import Any, ClassVar
 
 import numpy as np
+from scipy.special import expit
 from sklearn.base import BaseEstimator
 from sklearn.cluster import KMeans
 from sklearn.utils.validation import check_is_fitted
@@ -193,7 +194,7 @@ class _MLP:
     @staticmethod
     def probabilities(weights: dict[str, np.ndarray], x: np.ndarray) -> np.ndarray:
         h = (x - weights["mean"]) / weights["std"] @ weights["w1"] + weights["b1"]
-        h = h / (1.0 + np.exp(-h))  # Swish / SiLU
+        h = h * expit(h)  # Swish / SiLU, without overflow for large negative h
         logits = h @ weights["w2"] + weights["b2"]
         logits -= logits.max(axis=-1, keepdims=True)
         p = np.exp(logits)

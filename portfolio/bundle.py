@@ -14,7 +14,6 @@ constructed on that dataset's metadata).
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import subprocess
 import sys
@@ -26,7 +25,7 @@ from pathlib import Path
 __all__ = ["CODE_PACKAGES", "BUNDLE_DIR", "BundleError", "bundle_files", "write_bundle", "smoke_test", "main"]
 
 REPO = Path(__file__).resolve().parents[1]
-CODE_PACKAGES = ("metadata", "learner", "fingerprint")  # what model.py imports
+CODE_PACKAGES = ("metadata", "learner", "fingerprint", "portfolio")  # what model.py imports
 BUNDLE_DIR = "bundle"  # the portfolio's folder name inside the submission (model.py looks there)
 
 
@@ -34,23 +33,17 @@ class BundleError(ValueError):
     """The portfolio is incomplete, or the bundle is over its size limit."""
 
 
-def _manifest(portfolio: Path) -> dict:
-    path = portfolio / "manifest.json"
-    try:
-        return json.loads(path.read_text())
-    except FileNotFoundError:
-        raise BundleError(f"{path}: manifest not found (is {portfolio} a bundled portfolio?)") from None
-    except json.JSONDecodeError as exc:
-        raise BundleError(f"{path}: invalid JSON ({exc})") from exc
-
-
 def bundle_files(portfolio: str, code_root: str = str(REPO)) -> dict[str, Path]:
     """{path inside the zip: file on disk} for everything the submission needs."""
     from learner.config import TrainConfig
     from learner.weights import weights_path
+    from portfolio.manifest import MANIFEST, Manifest, ManifestError
 
     root, folder = Path(code_root), Path(portfolio)
-    manifest = _manifest(folder)
+    try:
+        manifest = Manifest.load(str(folder))
+    except ManifestError as exc:
+        raise BundleError(str(exc)) from exc
     files: dict[str, Path] = {"model.py": root / "model.py"}
     if not files["model.py"].is_file():
         raise BundleError(f"{root}: no model.py")
@@ -58,25 +51,19 @@ def bundle_files(portfolio: str, code_root: str = str(REPO)) -> dict[str, Path]:
         for path in sorted((root / package).rglob("*")):
             if path.is_file() and "__pycache__" not in path.parts and path.suffix in (".py", ".proto", ".typed"):
                 files[str(path.relative_to(root))] = path
-    needed = {"manifest.json", manifest["store"], manifest["selector"]}
     weights = set()
-    for config_file in manifest["configs"].values():
-        needed.add(config_file)
+    for config_file in {manifest.default, *manifest.configs.values()}:
         try:
             config = TrainConfig.load(str(folder / config_file))
         except ValueError as exc:
             raise BundleError(str(exc)) from exc
         if config.weights is not None:
             weights.add(Path(weights_path(str(folder / "weights"), config.backbone, config.weights)))
-    if manifest["fingerprint"].get("weights"):
-        weights.add(folder / "weights" / manifest["fingerprint"]["weights"])
-    for name in sorted(needed):
-        if not (folder / name).is_file():
-            raise BundleError(f"{folder / name}: missing (listed in the manifest)")
+    for name in [MANIFEST, *manifest.files()]:
         files[f"{BUNDLE_DIR}/{name}"] = folder / name
     for path in sorted(weights):
         if not path.is_file():
-            raise BundleError(f"{path}: weights file missing (a configuration or the fingerprint network uses it)")
+            raise BundleError(f"{path}: weights file missing (a configuration uses it)")
         files[f"{BUNDLE_DIR}/weights/{path.name}"] = path
     return files
 

@@ -36,7 +36,7 @@ def code_root(tmp_path: Path) -> Path:
     root = tmp_path / "code"
     root.mkdir()
     (root / "model.py").write_text(MODEL)
-    for package in ("metadata", "learner", "fingerprint", "tests"):
+    for package in ("metadata", "learner", "fingerprint", "portfolio", "tests"):
         shutil.copytree(REPO / package, root / package, ignore=shutil.ignore_patterns("__pycache__"))
     return root
 
@@ -56,7 +56,7 @@ def portfolio(tmp_path: Path) -> Path:
     store = Store(info, [DatasetEntry(n, rng.normal(size=(10, 4)), {k: 1.0 for k in META_FEATURES}) for n in ("d1", "d2")])
     store.save(str(folder / "store.npz"))
     save_selector(get_selector("kmeans_vote", n_clusters=2).fit(store), str(folder / "selector.npz"))
-    manifest = {"version": 1, "store": "store.npz", "selector": "selector.npz",
+    manifest = {"version": 1, "store": "store.npz", "selector": "selector.npz", "default": "configs/d2.json",
                 "configs": {"d1": "configs/d1.json", "d2": "configs/d2.json"},
                 "fingerprint": {"backbone": "mobilenet_v3_small", "weights": "mobilenet_v3_small-pool.pt",
                                 "resolution": 32}}
@@ -88,7 +88,7 @@ def test_size_limit_refusal(code_root: Path, portfolio: Path, tmp_path: Path) ->
 
 def test_incomplete_portfolio(code_root: Path, portfolio: Path, tmp_path: Path) -> None:
     (portfolio / "weights" / "mobilenet_v3_small-pool.pt").unlink()
-    with pytest.raises(BundleError, match=r"mobilenet_v3_small-pool\.pt: weights file missing"):
+    with pytest.raises(BundleError, match=r"mobilenet_v3_small-pool\.pt: missing part of the bundled portfolio"):
         write_bundle(str(portfolio), str(tmp_path / "x.zip"), code_root=str(code_root), progress=False)
     (portfolio / "manifest.json").unlink()
     with pytest.raises(BundleError, match="manifest not found"):

