@@ -204,8 +204,22 @@ class _MLP:
 _MLP_STATE = ("mean", "std", "w1", "b1", "w2", "b2")
 
 
+class _PerceptronMixin:
+    """Training parameters and persistence shared by the perceptron selectors."""
+
+    def _mlp_params(self) -> dict[str, Any]:
+        return dict(hidden=self.hidden, dropout=self.dropout, epochs=self.epochs, lr=self.lr,
+                    batch_size=self.batch_size, weight_decay=self.weight_decay, seed=self.random_state)
+
+    def _state(self) -> dict[str, np.ndarray]:
+        return dict(self.weights_)
+
+    def _set_state(self, state: dict[str, np.ndarray]) -> None:
+        self.weights_ = {k: state[k] for k in _MLP_STATE}
+
+
 @register_selector("mlp_vote")
-class MLPVote(Selector):
+class MLPVote(_PerceptronMixin, Selector):
     """Sample -> dataset perceptron; the batch votes with each sample's argmax.
 
     Args:
@@ -223,10 +237,6 @@ class MLPVote(Selector):
         self.weight_decay = weight_decay
         self.random_state = random_state
 
-    def _mlp_params(self) -> dict[str, Any]:
-        return dict(hidden=self.hidden, dropout=self.dropout, epochs=self.epochs, lr=self.lr,
-                    batch_size=self.batch_size, weight_decay=self.weight_decay, seed=self.random_state)
-
     def fit(self, store: Store) -> MLPVote:
         x, y = store.samples()
         self.names_ = store.names
@@ -240,15 +250,8 @@ class MLPVote(Selector):
         p = _MLP.probabilities(self.weights_, batch)
         return self._ranking(_vote_scores(p.argmax(1), len(self.names_), p.mean(0)))
 
-    def _state(self) -> dict[str, np.ndarray]:
-        return dict(self.weights_)
-
-    def _set_state(self, state: dict[str, np.ndarray]) -> None:
-        self.weights_ = {k: state[k] for k in _MLP_STATE}
-
-
 @register_selector("mlp_moments")
-class MLPMoments(Selector):
+class MLPMoments(_PerceptronMixin, Selector):
     """Batch statistics of the features -> perceptron -> dataset probabilities.
 
     Args:
@@ -298,21 +301,12 @@ class MLPMoments(Selector):
                 idx = rng.choice(len(feats), size=size, replace=size > len(feats))
                 inputs.append(self._moments(feats[idx]))
                 labels.append(i)
-        self.weights_ = _MLP.train(np.stack(inputs), np.array(labels), len(self.names_), hidden=self.hidden,
-                                   dropout=self.dropout, epochs=self.epochs, lr=self.lr, batch_size=self.batch_size,
-                                   weight_decay=self.weight_decay, seed=self.random_state)
+        self.weights_ = _MLP.train(np.stack(inputs), np.array(labels), len(self.names_), **self._mlp_params())
         return self
 
     def rank(self, batch: np.ndarray, meta: dict[str, float] | None = None) -> list[tuple[str, float]]:
         batch = self._check_batch(batch)
         return self._ranking(_MLP.probabilities(self.weights_, self._moments(batch)[None])[0])
-
-    def _state(self) -> dict[str, np.ndarray]:
-        return dict(self.weights_)
-
-    def _set_state(self, state: dict[str, np.ndarray]) -> None:
-        self.weights_ = {k: state[k] for k in _MLP_STATE}
-
 
 @register_selector("metafeatures_knn")
 class MetaFeaturesKNN(Selector):
