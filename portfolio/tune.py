@@ -143,7 +143,6 @@ def _successful_history(run_dir: str) -> Any:
 def run_master(args: argparse.Namespace) -> TuneResult:
     import hpbandster.core.nameserver as hpns
     import hpbandster.core.result as hpres
-    from ConfigSpace.read_and_write import json as cs_json
     from hpbandster.optimizers import BOHB
 
     from metadata.check import find_dataset
@@ -177,7 +176,7 @@ def run_master(args: argparse.Namespace) -> TuneResult:
         context = {"dataset": os.path.abspath(args.dataset),
                    "weights_dir": args.weights_dir and os.path.abspath(args.weights_dir), "seed": args.seed,
                    "objective": args.objective or "portfolio.objective:alc_objective", "max_samples": args.max_samples}
-    (out / "configspace.json").write_text(cs_json.write(space))
+    space.to_json(out / "configspace.json")
     (shared / CONTEXT).write_text(json.dumps(context, indent=2))
     run_id = args.run_id or f"{dataset_name}-{os.getpid()}"
     ns = hpns.NameServer(run_id=run_id, host=args.host, port=0, working_directory=str(shared))
