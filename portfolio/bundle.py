@@ -102,6 +102,7 @@ def write_bundle(portfolio: str, out: str, *, limit_mb: float = 300.0, code_root
 
 def smoke_test(zip_path: str, dataset: str | None = None) -> str:
     """Extract and import `Model` in a fresh process (construct it on `dataset`'s metadata if given)."""
+    dataset = os.path.abspath(dataset) if dataset else None  # the check runs inside the extraction folder
     with tempfile.TemporaryDirectory() as tmp:
         with zipfile.ZipFile(zip_path) as z:
             z.extractall(tmp)

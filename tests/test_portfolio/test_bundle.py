@@ -79,6 +79,14 @@ def test_bundle_contents_and_smoke_test(code_root: Path, portfolio: Path, tmp_pa
     assert "exists; pass --overwrite" in capsys.readouterr().err
 
 
+def test_relative_smoke_dataset_path(code_root: Path, portfolio: Path, tmp_path: Path, samples_dir: Path,
+                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(samples_dir.parent)
+    out = tmp_path / "rel.zip"
+    assert bundle_main(["--portfolio", str(portfolio), "--out", str(out), "--code-root", str(code_root),
+                        "--smoke-dataset", f"{samples_dir.name}/miniciao"]) == 0
+
+
 def test_size_limit_refusal(code_root: Path, portfolio: Path, tmp_path: Path) -> None:
     out = tmp_path / "big.zip"
     with pytest.raises(BundleError, match=r"over the 1 MB limit; largest parts:\n.*mobilenet_v3_small-pool\.pt"):
