@@ -1,0 +1,32 @@
+"""Pieces of the run-time flow: the probe sample on class-sorted data, settings files."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from metadata.reader import AutoDLDataset
+from portfolio.runtime import AnytimeClassifier, RuntimeSettings, load_settings
+
+BUNDLE = Path(__file__).resolve().parents[2] / "bundle"
+
+
+def test_probe_sample_reads_on_when_the_data_is_sorted_by_class(samples_dir: Path) -> None:
+    train = AutoDLDataset(str(samples_dir / "miniciao/miniciao.data/train"))  # stored sorted by class
+    model = AnytimeClassifier(train.get_metadata(), str(BUNDLE), RuntimeSettings(probe_samples=16))
+    x, y = model._read_probe_sample(train.get_dataset())
+    assert len(x) == 64 and (y.sum(0) > 0).sum() >= 5
+
+
+def test_settings_file_and_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "settings.json").write_text(json.dumps({"probe_samples": 128, "patience": 2}))
+    monkeypatch.delenv("AUTODL_SETTINGS", raising=False)
+    monkeypatch.setenv("AUTODL_CONFIG", "default")
+    settings = load_settings(str(tmp_path))
+    assert (settings.probe_samples, settings.patience, settings.config) == (128, 2, "default")
+    (tmp_path / "bad.json").write_text(json.dumps({"probes": 1}))
+    monkeypatch.setenv("AUTODL_SETTINGS", str(tmp_path / "bad.json"))
+    with pytest.raises(ValueError, match=r"bad\.json: unknown setting\(s\) probes"):
+        load_settings(str(tmp_path))
