@@ -19,7 +19,7 @@ import tensorflow as tf
 from metadata.errors import RecordError, SampleCountError
 from metadata.reader import AutoDLDataset, locate_bad_record
 
-__all__ = ["Arrays", "to_arrays", "as_tf_dataset", "uint8_batches"]
+__all__ = ["Arrays", "to_arrays", "as_tf_dataset", "uint8_batches", "record_error"]
 
 logger = logging.getLogger(__name__)
 
@@ -123,7 +123,7 @@ def to_arrays(source: Any, *, max_samples: int | None = None, size: tuple[int, i
             exhausted = True
             break
         except (tf.errors.OpError, ValueError) as exc:
-            raise _record_error(source, exc) from exc
+            raise record_error(source, exc) from exc
         x, y = x.numpy(), y.numpy()
         if xs and x.shape[1:] != xs[0].shape[1:]:
             raise ValueError(f"samples have different shapes ({xs[0].shape[1:]} and {x.shape[1:]}); "
@@ -156,7 +156,8 @@ def to_arrays(source: Any, *, max_samples: int | None = None, size: tuple[int, i
     return Arrays(x=x_all, y=y_all, complete=complete, out_of_range=out_of_range)
 
 
-def _record_error(source: Any, exc: Exception) -> RecordError:
+def record_error(source: Any, exc: Exception) -> RecordError:
+    """A read failure as a RecordError naming the file and record (located when `source` is ours)."""
     message = getattr(exc, "message", str(exc)).strip().splitlines()[0]
     if isinstance(source, AutoDLDataset):
         located = locate_bad_record(source)

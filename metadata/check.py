@@ -79,7 +79,7 @@ def read_solution(path: str, shape: tuple[int, int] | None = None) -> np.ndarray
 def _check_split(split_dir: str) -> tuple[SplitReport, object]:
     import tensorflow as tf
 
-    from metadata.arrays import _record_error
+    from metadata.arrays import record_error
     from metadata.reader import AutoDLDataset
 
     dataset = AutoDLDataset(split_dir)
@@ -103,7 +103,7 @@ def _check_split(split_dir: str) -> tuple[SplitReport, object]:
             report.label_counts += positives
             report.multilabel |= bool(positives.sum() > 1)
     except tf.errors.OpError as exc:
-        raise _record_error(dataset, exc) from exc
+        raise record_error(dataset, exc) from exc
     if report.count != meta.size():
         raise SampleCountError(f"{os.path.join(split_dir, 'metadata.textproto')}: sample_count is "
                                f"{meta.size()}, but the records hold {report.count} samples")

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from portfolio.matrix import read_matrix
+from portfolio.matrix import read_labelled_csv, read_matrix
 
 __all__ = ["Report", "read_table", "lodo_regret", "main"]
 
@@ -50,20 +50,7 @@ class Report:
 
 def read_table(path: str) -> dict[str, list[float]]:
     """A meta-feature CSV: first column dataset names, the rest numbers."""
-    try:
-        with open(path, newline="") as f:
-            rows = list(csv.reader(f))
-    except OSError as exc:
-        raise ValueError(f"{path}: cannot read ({exc.strerror})") from exc
-    if len(rows) < 2:
-        raise ValueError(f"{path}: needs a header and at least one dataset row")
-    table = {}
-    for i, row in enumerate(rows[1:], start=2):
-        try:
-            table[row[0]] = [float(v) for v in row[1:]]
-        except ValueError as exc:
-            raise ValueError(f"{path}: line {i}: {exc}") from exc
-    return table
+    return read_labelled_csv(path)[1]
 
 
 def _score(matrix: Matrix, dataset: str, config: str) -> float:

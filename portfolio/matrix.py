@@ -23,11 +23,11 @@ import sys
 import time
 import traceback
 from collections import defaultdict
-from concurrent.futures import Future, ProcessPoolExecutor, as_completed
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["Job", "run_job", "run_matrix", "read_matrix", "write_matrix", "main"]
+__all__ = ["Job", "run_job", "run_matrix", "read_labelled_csv", "read_matrix", "write_matrix", "main"]
 
 
 @dataclass(frozen=True)
@@ -66,17 +66,6 @@ def run_job(job: Job) -> dict[str, Any]:
     return record
 
 
-def config_values(config_path: str) -> dict[str, Any]:
-    """A configuration record as the objective's input (the search-space keys)."""
-    from learner.config import TrainConfig
-
-    c = TrainConfig.load(config_path)
-    weights = c.weights if c.weights is not None else "random"
-    return {"model": f"{c.backbone}:{weights}", "optimizer": c.optimizer, "learning_rate": c.learning_rate,
-            "batch_size": c.batch_size, "dropout": c.dropout, "resolution": c.resolution,
-            "frames_per_clip": c.frames_per_clip, "frame_sampling": c.frame_sampling}
-
-
 def _read_sidecar(path: str) -> list[dict[str, Any]]:
     if not os.path.exists(path):
         return []
@@ -107,12 +96,14 @@ def run_matrix(configs_dir: str, dataset_dirs: list[str], *, repeats: int, budge
                progress: bool = True) -> dict[str, dict[str, float | None]]:
     from tqdm import tqdm
 
+    from learner.config import TrainConfig
     from metadata.check import find_dataset
+    from portfolio.space import from_train_config
 
     config_paths = sorted(glob.glob(os.path.join(configs_dir, "*.json")))
     if not config_paths:
         raise ValueError(f"{configs_dir}: no configuration records (*.json)")
-    configs = {os.path.basename(p)[:-5]: config_values(p) for p in config_paths}
+    configs = {os.path.basename(p)[:-5]: from_train_config(TrainConfig.load(p)) for p in config_paths}
     datasets = {find_dataset(d)[0]: os.path.abspath(d) for d in dataset_dirs}
     sidecar = out + ".runs.jsonl"
     done = {(r["dataset"], r["config"], r["repeat"]) for r in _read_sidecar(sidecar)}
@@ -158,25 +149,33 @@ def write_matrix(path: str, matrix: dict[str, dict[str, float | None]]) -> None:
             writer.writerow([dataset, *("" if row[c] is None else f"{row[c]:.6f}" for c in configs)])
 
 
-def read_matrix(path: str) -> dict[str, dict[str, float | None]]:
-    """A matrix CSV (first column: dataset names; header: configuration names; empty cell: crash)."""
+def read_labelled_csv(path: str, *, empty_cells: bool = False) -> tuple[list[str], dict[str, list[float | None]]]:
+    """(header, {first-column label: numbers}) of a CSV; errors name the file and line.
+
+    With `empty_cells`, an empty cell reads as None (a crash in a matrix)."""
     try:
         with open(path, newline="") as f:
             rows = list(csv.reader(f))
     except OSError as exc:
-        raise ValueError(f"{path}: cannot read matrix ({exc.strerror})") from exc
+        raise ValueError(f"{path}: cannot read ({exc.strerror})") from exc
     if len(rows) < 2 or len(rows[0]) < 2:
-        raise ValueError(f"{path}: a matrix needs a header of configurations and at least one dataset row")
+        raise ValueError(f"{path}: needs a header and at least one row, with a label column and a value column")
     header = rows[0][1:]
-    matrix = {}
+    table = {}
     for i, row in enumerate(rows[1:], start=2):
         if len(row) != len(header) + 1:
             raise ValueError(f"{path}: line {i} has {len(row)} cells, expected {len(header) + 1}")
         try:
-            matrix[row[0]] = {c: (float(v) if v.strip() else None) for c, v in zip(header, row[1:])}
+            table[row[0]] = [None if empty_cells and not v.strip() else float(v) for v in row[1:]]
         except ValueError as exc:
             raise ValueError(f"{path}: line {i}: {exc}") from exc
-    return matrix
+    return header, table
+
+
+def read_matrix(path: str) -> dict[str, dict[str, float | None]]:
+    """A matrix CSV (first column: dataset names; header: configuration names; empty cell: crash)."""
+    header, table = read_labelled_csv(path, empty_cells=True)
+    return {dataset: dict(zip(header, values)) for dataset, values in table.items()}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -16,7 +16,6 @@ Steps (each skipped when its output exists, so an interrupted run resumes):
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import shutil
 import subprocess

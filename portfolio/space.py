@@ -17,7 +17,8 @@ import ConfigSpace as CS
 from learner.backbones import get_spec, list_backbones
 from learner.config import FRAME_SAMPLING, TrainConfig
 
-__all__ = ["RANDOM_WEIGHTS", "available_models", "build_space", "to_train_config"]
+__all__ = ["RANDOM_WEIGHTS", "available_models", "build_space", "to_train_config", "from_train_config",
+           "selector_space", "to_selector_params"]
 
 RANDOM_WEIGHTS = "random"
 
@@ -81,6 +82,15 @@ def to_train_config(values: dict[str, Any] | CS.Configuration, name: str = "") -
                        batch_size=int(values["batch_size"]), dropout=float(values["dropout"]),
                        resolution=int(values["resolution"]), frames_per_clip=int(values.get("frames_per_clip", 4)),
                        frame_sampling=str(values.get("frame_sampling", "uniform")), name=name)
+
+
+def from_train_config(config: TrainConfig) -> dict[str, Any]:
+    """The inverse of `to_train_config`: a record as search-space values (objectives take these)."""
+    weights = config.weights if config.weights is not None else RANDOM_WEIGHTS
+    return {"model": f"{config.backbone}:{weights}", "optimizer": config.optimizer,
+            "learning_rate": config.learning_rate, "batch_size": config.batch_size, "dropout": config.dropout,
+            "resolution": config.resolution, "frames_per_clip": config.frames_per_clip,
+            "frame_sampling": config.frame_sampling}
 
 
 def selector_space(name: str, seed: int = 0) -> CS.ConfigurationSpace:

@@ -142,7 +142,6 @@ def _successful_history(run_dir: str) -> Any:
 
 def run_master(args: argparse.Namespace) -> TuneResult:
     import hpbandster.core.nameserver as hpns
-    import hpbandster.core.result as hpres
     from hpbandster.optimizers import BOHB
 
     from metadata.check import find_dataset

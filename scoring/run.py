@@ -25,6 +25,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from metadata.errors import AutoDLDataError
 from scoring.metrics import ScoringError
 from scoring.score import Evaluator, Outcome, task_name_of
 
@@ -116,7 +117,8 @@ def run_local(dataset_dir: str, code_dir: str, output_dir: str, *, time_budget: 
         code = EXIT_MODEL_FAILED
     else:
         code = EXIT_OK
-    shutil.copy(prediction_dir / "start.txt", score_dir) if (prediction_dir / "start.txt").exists() else None
+    if (prediction_dir / "start.txt").exists():
+        shutil.copy(prediction_dir / "start.txt", score_dir)
     return RunResult(outcome=outcome, task=task, png=evaluator.png_path, scores=str(score_dir / "scores.txt"),
                      log=str(log_path), exit_code=code)
 
@@ -134,7 +136,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         result = run_local(args.dataset_dir, args.code_dir, args.output_dir, time_budget=args.time_budget,
                            t0=args.t0, overwrite=args.overwrite)
-    except (FileExistsError, FileNotFoundError, ScoringError) as exc:
+    except (FileExistsError, FileNotFoundError, ScoringError, AutoDLDataError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     o = result.outcome

@@ -20,13 +20,14 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-import numpy as np
 
+from metadata.check import read_solution
+from metadata.errors import AutoDLDataError
 from scoring import files
 from scoring.metrics import ScoringError, alc, is_multiclass, nauc, soft_accuracy
 from scoring.plot import save_learning_curve
 
-__all__ = ["Outcome", "Evaluator", "task_name_of", "load_solution", "main"]
+__all__ = ["Outcome", "Evaluator", "task_name_of", "main"]
 
 logger = logging.getLogger(__name__)
 
@@ -37,10 +38,6 @@ def task_name_of(solution_dir: str) -> tuple[str, str]:
     if len(found) != 1:
         raise ScoringError(f"{solution_dir}: expected exactly one *.solution file, found {len(found)}")
     return os.path.basename(found[0]).split(".")[0], found[0]
-
-
-def load_solution(path: str) -> np.ndarray:
-    return files.read_prediction(path)
 
 
 @dataclass
@@ -76,7 +73,7 @@ class Evaluator:
     def __init__(self, solution_dir: str, prediction_dir: str, score_dir: str, *, t0: float = 60.0,
                  on_prediction: Callable[[int, float, float, float], None] | None = None):
         self.task, solution_path = task_name_of(solution_dir)
-        self.solution = load_solution(solution_path)
+        self.solution = read_solution(solution_path)
         self.multiclass = is_multiclass(self.solution)
         self.prediction_dir, self.score_dir, self.t0 = prediction_dir, score_dir, t0
         self.on_prediction = on_prediction
@@ -232,7 +229,7 @@ def main(argv: list[str] | None = None) -> int:
         evaluator = Evaluator(args.solution_dir, args.prediction_dir, args.score_dir, t0=args.t0,
                               on_prediction=lambda i, t, s, a: logger.info(
                                   "prediction %d at %.1f s: NAUC %.4f, ALC so far %.4f", i, t, s, a))
-    except ScoringError as exc:
+    except (ScoringError, AutoDLDataError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     out = evaluator.run(poll=args.poll)

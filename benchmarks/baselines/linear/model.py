@@ -5,7 +5,6 @@ prediction comes within seconds and later ones use more data. Multilabel data ge
 per label. Uses this project's `metadata` package for decoding (the runner puts it on the path).
 """
 
-import time
 
 import numpy as np
 from sklearn.linear_model import LogisticRegression
