@@ -89,13 +89,17 @@ class TrainSet:
 
 
 def load_train_set(source: Any, *, resolution: int, batch_size: int, max_bytes: int = DEFAULT_CACHE_BYTES,
-                   max_samples: int | None = None, seed: int = 0) -> TrainSet:
-    """Decode a training split into a `TrainSet` at `resolution` (streaming beyond `max_bytes`)."""
+                   max_samples: int | None = None, stream_rest: bool = False, seed: int = 0) -> TrainSet:
+    """Decode a training split into a `TrainSet` at `resolution`.
+
+    The cache stops at `max_bytes` or `max_samples`; beyond `max_bytes` the rest is always streamed,
+    beyond `max_samples` only with `stream_rest` (a time-capped cache) and not for a deliberate subset.
+    """
     from metadata.arrays import to_arrays, uint8_batches
 
     arrays = to_arrays(source, size=(resolution, resolution), max_bytes=max_bytes, max_samples=max_samples)
     stream = None
-    if not arrays.complete and max_samples is None:
+    if not arrays.complete and (max_samples is None or stream_rest or len(arrays) < max_samples):
         logger.info("[data] cached %d samples (%.0f MB); streaming the rest", len(arrays), arrays.x.nbytes / 1e6)
         stream = uint8_batches(source, size=(resolution, resolution), batch_size=batch_size, skip=len(arrays),
                                seed=seed)

@@ -44,6 +44,8 @@ class RuntimeSettings:
         safety: seconds kept in reserve on top of the measured test time.
         patience: rounds without validation gain before `done_training`.
         cache_bytes: memory cap of the decoded training set (the rest is streamed).
+        decode_share: share of the time left that decoding the training set may take before
+            fine-tuning starts (estimated from the probe sample's decode rate; the rest is streamed).
         seed: randomness of sampling and training.
     """
 
@@ -56,6 +58,7 @@ class RuntimeSettings:
     safety: float = 5.0
     patience: int = 4
     cache_bytes: int = 4 * 1024**3
+    decode_share: float = 0.25
     seed: int = 0
 
 
@@ -218,6 +221,8 @@ class AnytimeClassifier:
         s = self.settings
         if self.probe is None:  # first round: probe sample, fingerprint, selection, probe
             x, y = self._read_probe_sample(dataset)
+            self.decode_rate = len(x) / max(time.time() - start, 1e-3)  # samples/s, an upper bound of the cost
+            self.probe_count = len(x)  # the full training set must cache at least these (validation inside)
             features = self.extractor.extract(x)
             if self.config is None:
                 self.config = self._select(features, self._meta(x, y)) if self.selector else BUILTIN_DEFAULT
@@ -235,7 +240,7 @@ class AnytimeClassifier:
             if remaining - reserve < 2 * s.first_slice:
                 self.done_training = True
                 return
-            self._start_fine_tuning(dataset)
+            self._start_fine_tuning(dataset, remaining - reserve)
         available = remaining - (time.time() - start) - reserve
         if available < 1.0:
             self.done_training = True
@@ -262,13 +267,21 @@ class AnytimeClassifier:
         except ScoringError:  # a validation set without both classes in any column says nothing
             return 0.0
 
-    def _start_fine_tuning(self, dataset: Any) -> None:
+    def _start_fine_tuning(self, dataset: Any, available: float) -> None:
+        """Decode the training set (as much as `decode_share` of the time left allows; the rest is
+        streamed during training) and build the trainer of the selected configuration."""
         from learner.data import TrainSet, load_train_set
         from learner.trainer import Trainer
 
-        c = self.config
-        data = load_train_set(dataset, resolution=c.resolution, batch_size=c.batch_size, max_bytes=self.settings.cache_bytes,
-                              seed=self.settings.seed)
+        c, s = self.config, self.settings
+        total = self.metadata.size()
+        affordable = max(int(self.decode_rate * s.decode_share * available), self.probe_count)
+        max_samples = affordable if 0 < affordable < total else None
+        if max_samples:
+            logger.info("[train] decoding %d of %d training samples now (%.0f samples/s); streaming the rest",
+                        max_samples, total, self.decode_rate)
+        data = load_train_set(dataset, resolution=c.resolution, batch_size=c.batch_size, max_bytes=s.cache_bytes,
+                              max_samples=max_samples, stream_rest=True, seed=s.seed)
         keep = np.setdiff1d(np.arange(len(data)), self.val_idx)  # the probe's validation samples stay out
         self.trainer = Trainer(c, num_classes=self.num_classes, in_channels=data.x.shape[-1],
                                weights_dir=self._weights_dir() if c.weights else None, multilabel=self.multilabel,

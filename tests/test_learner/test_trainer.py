@@ -113,6 +113,18 @@ def test_cache_cap_streams_the_rest(mnist_two_classes: Path) -> None:
     assert shapes == {(8, 1, 16, 16, 1)}
 
 
+def test_sample_cap_is_a_subset_unless_the_rest_is_streamed(mnist_two_classes: Path) -> None:
+    split = AutoDLDataset(str(mnist_two_classes / "mnist2.data/train"))
+    subset = load_train_set(split, resolution=16, batch_size=8, max_samples=40)
+    assert len(subset) == 40 and subset.stream is None
+    capped = load_train_set(split, resolution=16, batch_size=8, max_samples=40, stream_rest=True)
+    assert len(capped) == 40 and capped.stream is not None
+    streamed = {capped.sample(8)[0].shape for _ in range(4)}
+    assert streamed == {(8, 1, 16, 16, 1)}
+    whole = load_train_set(split, resolution=16, batch_size=8, max_samples=1000, stream_rest=True)
+    assert len(whole) == 300 and whole.stream is None
+
+
 def test_stratified_split_and_augment() -> None:
     y = np.eye(3, dtype=np.float32)[[0] * 10 + [1] * 5 + [2]]
     train, val = stratified_split(y, 0.2, seed=1)

@@ -1,4 +1,4 @@
-"""Pieces of the run-time flow: the probe sample on class-sorted data, settings files."""
+"""Pieces of the run-time flow: the probe sample on class-sorted data, the time-capped decode, settings files."""
 
 from __future__ import annotations
 
@@ -18,6 +18,22 @@ def test_probe_sample_reads_on_when_the_data_is_sorted_by_class(samples_dir: Pat
     model = AnytimeClassifier(train.get_metadata(), str(BUNDLE), RuntimeSettings(probe_samples=16))
     x, y = model._read_probe_sample(train.get_dataset())
     assert len(x) == 64 and (y.sum(0) > 0).sum() >= 5
+
+
+def test_training_set_decode_is_capped_by_the_time_left(samples_dir: Path, caplog: pytest.LogCaptureFixture) -> None:
+    train = AutoDLDataset(str(samples_dir / "miniciao/miniciao.data/train"))
+    model = AnytimeClassifier(train.get_metadata(), str(BUNDLE), RuntimeSettings(probe_samples=64, config="default"))
+    model.train(train.get_dataset(), remaining_time_budget=600)
+    model.decode_rate = 0.1  # pretend decoding is slow: 0.25 of 600 s affords 15 samples
+    with caplog.at_level("INFO", logger="portfolio.runtime"):
+        model._start_fine_tuning(train.get_dataset(), available=600)
+    total = train.get_metadata().size()
+    assert f"decoding {model.probe_count} of {total} training samples now" in caplog.text  # at least the probe sample
+    data = model.trainer.train_set
+    assert data.stream is not None and len(data) == model.probe_count - len(model.val_idx)
+    model.decode_rate = 1e6  # fast: everything is cached
+    model._start_fine_tuning(train.get_dataset(), available=600)
+    assert model.trainer.train_set.stream is None and len(model.trainer.train_set) == total - len(model.val_idx)
 
 
 def test_settings_file_and_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
