@@ -1,12 +1,15 @@
-"""Pieces of the run-time flow: the probe sample on class-sorted data, the time-capped decode, settings files."""
+"""Pieces of the run-time flow: the probe sample on class-sorted data, the time-capped decode, the probe refit,
+settings files."""
 
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
 
+from metadata.convert import convert_image_folders
 from metadata.reader import AutoDLDataset
 from portfolio.runtime import AnytimeClassifier, RuntimeSettings, load_settings
 
@@ -34,6 +37,30 @@ def test_training_set_decode_is_capped_by_the_time_left(samples_dir: Path, caplo
     model.decode_rate = 1e6  # fast: everything is cached
     model._start_fine_tuning(train.get_dataset(), available=600)
     assert model.trainer.train_set.stream is None and len(model.trainer.train_set) == total - len(model.val_idx)
+
+
+def test_probe_is_refit_on_more_samples_when_time_allows(raw_dir: Path, tmp_path: Path,
+                                                         caplog: pytest.LogCaptureFixture) -> None:
+    convert_image_folders(str(raw_dir / "mnist"), str(tmp_path / "digits"), max_per_class=30, progress=False)
+    train = AutoDLDataset(str(tmp_path / "digits/digits.data/train"))
+    model = AnytimeClassifier(train.get_metadata(), str(BUNDLE), RuntimeSettings(probe_samples=64, config="default"))
+    model.train(train.get_dataset(), remaining_time_budget=600)
+    first_probe, first_val = model.probe, model.probe_val
+    assert model.probe_count == 64
+    with caplog.at_level("INFO", logger="portfolio.runtime"):
+        model._start_fine_tuning(train.get_dataset(), available=600)
+    n = 300 - len(model.val_idx)
+    assert f"probe refit on {n} samples" in caplog.text
+    refit_val = float(re.search(r"probe refit on \d+ samples in [\d.]+ s: validation NAUC ([\d.-]+)", caplog.text)[1])
+    if model.probe is not first_probe:  # kept only when not worse
+        assert model.probe_val >= first_val and abs(model.probe_val - refit_val) < 5e-4
+    else:
+        assert model.probe_val == first_val and refit_val < first_val + 5e-4
+    assert refit_val > 0.5  # 10 digit classes, 255 samples
+    caplog.clear()
+    model.settings = RuntimeSettings(probe_samples=64, config="default", refit_samples=100)  # < 2 x 64: skipped
+    model._start_fine_tuning(train.get_dataset(), available=600)
+    assert "probe refit" not in caplog.text
 
 
 def test_settings_file_and_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
