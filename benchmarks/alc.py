@@ -5,9 +5,9 @@
 For each dataset, through the local runner: (a) the meta-learned Model, (b) the same Model forced
 to the bundle's default configuration (AUTODL_CONFIG=default: no selection), (c) the linear
 baseline of `benchmarks/baselines/linear`. Prints a markdown table (ALC, time to first prediction,
-final NAUC, per dataset and mean) and writes one learning-curve figure per dataset. The CPU
-default T = 300 s, t0 = 15 s keeps the platform's curve shape (T/t0 = 20); `--time-budget 1200
---t0 60` reproduces the platform.
+final NAUC, per dataset and mean), also written to OUT/table.md, and one learning-curve figure
+per dataset. The CPU default T = 300 s, t0 = 15 s keeps the platform's curve shape (T/t0 = 20);
+`--time-budget 1200 --t0 60` reproduces the platform.
 """
 
 from __future__ import annotations
@@ -63,9 +63,9 @@ def main() -> None:
             runs.append(str(out))
             print(f"[alc] {name} / {method}: ALC {o.alc:.4f}", flush=True)
         compare(runs, str(Path(args.out) / f"curves-{name}.png"), t0=args.t0)
-    print(f"\nALC benchmark: T = {args.time_budget:g} s, t0 = {args.t0:g} s, bundle {args.bundle}\n")
-    print("| dataset | " + " | ".join(f"{m}: ALC / first (s) / final NAUC" for m in methods) + " |")
-    print("|---|" + "---|" * len(methods))
+    lines = [f"ALC benchmark: T = {args.time_budget:g} s, t0 = {args.t0:g} s, bundle {args.bundle}", "",
+             "| dataset | " + " | ".join(f"{m}: ALC / first (s) / final NAUC" for m in methods) + " |",
+             "|---|" + "---|" * len(methods)]
     names = [Path(d).name for d in args.datasets]
     for name in names:
         cells = []
@@ -73,10 +73,13 @@ def main() -> None:
             a, first, final, code = rows[(name, m)]
             flag = "" if code == 0 else f" (exit {code})"
             cells.append(f"{a:.4f} / {'-' if first is None else f'{first:.1f}'} / {final:.3f}{flag}")
-        print(f"| {name} | " + " | ".join(cells) + " |")
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
     means = [statistics.fmean(rows[(n, m)][0] for n in names) for m in methods]
-    print("| **mean** | " + " | ".join(f"**{v:.4f}**" for v in means) + " |")
-    print(f"\nfigures: {args.out}/curves-<dataset>.png")
+    lines.append("| **mean** | " + " | ".join(f"**{v:.4f}**" for v in means) + " |")
+    table = "\n".join(lines) + "\n"
+    (Path(args.out) / "table.md").write_text(table)
+    print("\n" + table)
+    print(f"table: {args.out}/table.md; figures: {args.out}/curves-<dataset>.png")
 
 
 if __name__ == "__main__":

@@ -1,10 +1,10 @@
 """The bundled portfolio folder: what `model.py` loads at run time.
 
 ```
-manifest.json   fingerprint network, store, selector, dataset -> configuration, default, unsafe
+manifest.json   fingerprint network, probe network, store, selector, dataset -> configuration, default, unsafe
 configs/*.json  TrainConfig records
 store.npz       fingerprint store          selector.npz   fitted selector
-weights/        <backbone>-<id>.pt files used by the configurations and the fingerprint network
+weights/        <backbone>-<id>.pt files used by the configurations and the fingerprint and probe networks
 ```
 """
 
@@ -27,6 +27,8 @@ class ManifestError(ValueError):
 
 @dataclass(frozen=True)
 class FingerprintSpec:
+    """A frozen feature extractor: the fingerprint network, or the probe's."""
+
     backbone: str
     weights: str | None  # file name in weights/, None for seeded random weights
     resolution: int
@@ -45,6 +47,9 @@ class Manifest:
     default: str                      # configuration file used when selection is off or impossible
     unsafe: list[str] = field(default_factory=list)  # configuration files that crashed in the matrix
     info: dict[str, Any] = field(default_factory=dict)
+    # features of the first prediction's linear probe; None: the fingerprint features. The network that
+    # best tells datasets apart need not be the one whose features classify best (ImageNet weights).
+    probe: FingerprintSpec | None = None
     version: int = VERSION
 
     def save(self, folder: str) -> None:
@@ -68,7 +73,8 @@ class Manifest:
                 raise ManifestError(f"{path}: manifest version {data.get('version')} (expected {VERSION})")
             manifest = cls(fingerprint=FingerprintSpec(**data["fingerprint"]), store=data["store"],
                            selector=data["selector"], configs=dict(data["configs"]), default=data["default"],
-                           unsafe=list(data.get("unsafe", [])), info=dict(data.get("info", {})))
+                           unsafe=list(data.get("unsafe", [])), info=dict(data.get("info", {})),
+                           probe=FingerprintSpec(**data["probe"]) if data.get("probe") else None)
         except (KeyError, TypeError) as exc:
             raise ManifestError(f"{path}: malformed manifest ({exc!r})") from exc
         manifest.check(folder)
@@ -76,8 +82,9 @@ class Manifest:
 
     def files(self) -> list[str]:
         names = [self.store, self.selector, self.default, *self.configs.values()]
-        if self.fingerprint.weights:
-            names.append(os.path.join("weights", self.fingerprint.weights))
+        for spec in (self.fingerprint, self.probe):
+            if spec is not None and spec.weights:
+                names.append(os.path.join("weights", spec.weights))
         return sorted(set(names))
 
     def check(self, folder: str) -> None:

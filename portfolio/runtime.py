@@ -2,10 +2,12 @@
 
 First `train` call: decode a first sample of the training data, fingerprint a batch of it, let
 the selector rank the known datasets and take the best-ranked one whose configuration never
-crashed in the matrix; fit a logistic-regression probe on the frozen fingerprint features so that
-the first `test` answers within seconds. Later calls fine-tune the selected configuration in
-growing time slices; each `test` returns whichever of probe and network scores better on a
-held-out part of the probe sample. Training stops early enough to leave time for `test` (its
+crashed in the matrix; fit a logistic-regression probe on frozen features (the fingerprint
+network's, or the bundle's probe network's) so that the first `test` answers within seconds. The
+second call decodes the training set within a share of the time left, refits the probe on more of
+it, and starts fine-tuning; later calls fine-tune the selected configuration in growing time
+slices. Each `test` returns whichever of probe and network scores better on a held-out part of the
+probe sample. Training stops early enough to leave time for `test` (its
 duration is measured), and `done_training` is set when time is nearly out or validation has
 stopped improving.
 """
@@ -138,10 +140,9 @@ class AnytimeClassifier:
         s = self.settings
         try:
             self.manifest = Manifest.load(bundle_dir)
-            fp = self.manifest.fingerprint
-            weights = os.path.join(bundle_dir, "weights", fp.weights) if fp.weights else None
-            self.extractor = FeatureExtractor(fp.backbone, weights, resolution=fp.resolution, frames=fp.frames,
-                                              seed=fp.seed)
+            self.extractor = self._extractor(self.manifest.fingerprint)
+            self.probe_extractor = (self._extractor(self.manifest.probe) if self.manifest.probe
+                                    else self.extractor)
             self.store = Store.load(os.path.join(bundle_dir, self.manifest.store), expect=self.extractor.info)
             self.selector = load_selector(os.path.join(bundle_dir, self.manifest.selector))
         except (ManifestError, ValueError, OSError) as exc:
@@ -149,7 +150,7 @@ class AnytimeClassifier:
                 raise
             logger.warning("[init] bundled portfolio unusable (%s); using the built-in default as asked", exc)
             self.manifest, self.selector = None, None
-            self.extractor = FeatureExtractor("resnet18", None, resolution=64)
+            self.extractor = self.probe_extractor = FeatureExtractor("resnet18", None, resolution=64)
         self.config = self._forced_config() if s.config else None
         self.rng = np.random.default_rng(s.seed)
         self.match: list[tuple[str, float]] = []
@@ -161,6 +162,12 @@ class AnytimeClassifier:
         self.slice = s.first_slice
         self.stale_rounds = 0
         self.rounds = 0
+
+    def _extractor(self, spec: Any) -> Any:
+        from fingerprint.extractor import FeatureExtractor
+
+        weights = os.path.join(self.bundle_dir, "weights", spec.weights) if spec.weights else None
+        return FeatureExtractor(spec.backbone, weights, resolution=spec.resolution, frames=spec.frames, seed=spec.seed)
 
     # -- configuration --------------------------------------------------------------------------
     def _config_file(self, relative: str) -> TrainConfig:
@@ -180,9 +187,10 @@ class AnytimeClassifier:
     def _weights_dir(self) -> str:
         return os.path.join(self.bundle_dir, "weights")
 
-    def _select(self, features: np.ndarray, meta: dict[str, float]) -> TrainConfig:
-        batch = features[self.rng.choice(len(features), size=min(self.settings.fingerprint_batch, len(features)),
-                                         replace=False)]
+    def _select(self, x: np.ndarray, meta: dict[str, float]) -> TrainConfig:
+        """Fingerprint a random batch of the probe sample and take the best-ranked safe configuration."""
+        batch = self.extractor.extract(
+            x[np.sort(self.rng.choice(len(x), size=min(self.settings.fingerprint_batch, len(x)), replace=False))])
         if len(batch) < self.selector.min_batch:
             logger.warning("[select] %d samples are too few for the selector: default configuration", len(batch))
             return self._config_file(self.manifest.default)
@@ -202,7 +210,7 @@ class AnytimeClassifier:
         (datasets stored sorted by class)."""
         from metadata.arrays import to_arrays
 
-        size = (self.extractor.resolution,) * 2
+        size = (max(self.extractor.resolution, self.probe_extractor.resolution),) * 2
         arrays = to_arrays(dataset, size=size, max_samples=self.settings.probe_samples)
         seen = int(((arrays.y > 0).sum(0) > 0).sum())
         if not arrays.complete and seen * 2 < self.num_classes:
@@ -227,11 +235,11 @@ class AnytimeClassifier:
             x, y = self._read_probe_sample(dataset)
             self.decode_rate = len(x) / max(time.time() - start, 1e-3)  # samples/s, an upper bound of the cost
             self.probe_count = len(x)  # the full training set must cache at least these (validation inside)
-            tick = time.time()
-            features = self.extractor.extract(x)
-            self.feature_rate = len(x) / max(time.time() - tick, 1e-3)
             if self.config is None:
-                self.config = self._select(features, self._meta(x, y)) if self.selector else BUILTIN_DEFAULT
+                self.config = self._select(x, self._meta(x, y)) if self.selector else BUILTIN_DEFAULT
+            tick = time.time()
+            features = self.probe_extractor.extract(x)
+            self.feature_rate = len(x) / max(time.time() - tick, 1e-3)
             train_idx, self.val_idx = stratified_split(y, s.val_fraction, s.seed) if len(y) >= 4 else (
                 np.arange(len(y)), np.arange(len(y)))
             self.multilabel = is_multilabel(y)
@@ -309,7 +317,7 @@ class AnytimeClassifier:
             return
         start = time.time()
         idx = np.sort(self.rng.choice(len(x), size=n, replace=False))
-        probe = _Probe(self.multilabel, self.num_classes, s.seed).fit(self.extractor.extract(x[idx]), y[idx])
+        probe = _Probe(self.multilabel, self.num_classes, s.seed).fit(self.probe_extractor.extract(x[idx]), y[idx])
         score = self._val_score(probe.predict(self.val_features))
         logger.info("[train] probe refit on %d samples in %.1f s: validation NAUC %.3f (was %.3f)", n,
                     time.time() - start, score, self.probe_val)
@@ -321,13 +329,13 @@ class AnytimeClassifier:
 
         start = time.time()
         if self.test_x is None:  # decoded once, at the resolution the network uses
-            res = max(self.config.resolution, self.extractor.resolution)
+            res = max(self.config.resolution, self.probe_extractor.resolution)
             self.test_x = to_arrays(dataset, size=(res, res)).x
         if self.use_network and self.trainer is not None:
             prediction = self.trainer.predict(self.test_x)
         else:
             if self.test_features is None:
-                self.test_features = self.extractor.extract(self.test_x)
+                self.test_features = self.probe_extractor.extract(self.test_x)
             prediction = self.probe.predict(self.test_features)
         self.test_seconds = time.time() - start
         return prediction.astype(np.float32, copy=False)

@@ -11,8 +11,10 @@ from learner.config import TrainConfig
 from portfolio.manifest import FingerprintSpec, Manifest
 
 
-def make_bundle(folder: Path, known: dict[str, str], *, resolution: int = 32) -> Path:
-    """`known`: dataset name -> AutoDL dataset folder; one random-init configuration per dataset."""
+def make_bundle(folder: Path, known: dict[str, str], *, resolution: int = 32,
+                probe: FingerprintSpec | None = None) -> Path:
+    """`known`: dataset name -> AutoDL dataset folder; one random-init configuration per dataset;
+    `probe`: a probe network other than the fingerprint network (seeded random weights)."""
     (folder / "configs").mkdir(parents=True)
     (folder / "weights").mkdir()
     extractor = FeatureExtractor("resnet18", None, resolution=resolution)
@@ -25,5 +27,6 @@ def make_bundle(folder: Path, known: dict[str, str], *, resolution: int = 32) ->
                     learning_rate=1e-3 * (i + 1), name=f"cfg-{name}").save(str(folder / "configs" / f"cfg-{name}.json"))
         configs[name] = f"configs/cfg-{name}.json"
     Manifest(fingerprint=FingerprintSpec("resnet18", None, resolution), store="store.npz", selector="selector.npz",
-             configs=configs, default=next(iter(configs.values())), unsafe=[], info={"test": True}).save(str(folder))
+             configs=configs, default=next(iter(configs.values())), unsafe=[], info={"test": True},
+             probe=probe).save(str(folder))
     return folder

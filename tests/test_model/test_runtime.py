@@ -1,5 +1,5 @@
 """Pieces of the run-time flow: the probe sample on class-sorted data, the time-capped decode, the probe refit,
-settings files."""
+a probe network apart from the fingerprint network, settings files."""
 
 from __future__ import annotations
 
@@ -7,11 +7,14 @@ import json
 import re
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from metadata.convert import convert_image_folders
 from metadata.reader import AutoDLDataset
+from portfolio.manifest import FingerprintSpec
 from portfolio.runtime import AnytimeClassifier, RuntimeSettings, load_settings
+from tests.test_model.bundle_factory import make_bundle
 
 BUNDLE = Path(__file__).resolve().parents[2] / "bundle"
 
@@ -61,6 +64,21 @@ def test_probe_is_refit_on_more_samples_when_time_allows(raw_dir: Path, tmp_path
     model.settings = RuntimeSettings(probe_samples=64, config="default", refit_samples=100)  # < 2 x 64: skipped
     model._start_fine_tuning(train.get_dataset(), available=600)
     assert "probe refit" not in caplog.text
+
+
+def test_probe_network_apart_from_the_fingerprint_network(samples_dir: Path, tmp_path: Path) -> None:
+    known = {name: str(samples_dir / name) for name in ("miniciao", "Monkeys")}
+    bundle = make_bundle(tmp_path / "b", known, probe=FingerprintSpec("mobilenet_v3_small", None, 40, seed=3))
+    train = AutoDLDataset(str(samples_dir / "miniciao/miniciao.data/train"))
+    test = AutoDLDataset(str(samples_dir / "miniciao/miniciao.data/test"))
+    model = AnytimeClassifier(train.get_metadata(), str(bundle), RuntimeSettings(probe_samples=64))
+    assert (model.extractor.info.backbone, model.probe_extractor.info.backbone) == ("resnet18", "mobilenet_v3_small")
+    model.train(train.get_dataset(), remaining_time_budget=60)
+    assert model.config.name == "cfg-miniciao" and model.match[0][0] == "miniciao"  # fingerprinted with ResNet18
+    prediction = model.test(test.get_dataset(), remaining_time_budget=60)
+    assert prediction.shape == (test.get_metadata().size(), 10) and np.isfinite(prediction).all()
+    assert model.test_features.shape[1] == model.probe_extractor.info.feature_dim != model.extractor.info.feature_dim
+    assert model.test_x.shape[2] == 40  # decoded at the largest resolution in use
 
 
 def test_settings_file_and_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

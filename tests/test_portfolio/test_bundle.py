@@ -107,3 +107,17 @@ def test_failing_import_fails_the_smoke_test(code_root: Path, portfolio: Path, t
     (code_root / "model.py").write_text("import not_a_module\n")
     out = tmp_path / "s.zip"
     assert bundle_main(["--portfolio", str(portfolio), "--out", str(out), "--code-root", str(code_root)]) == 2
+
+
+def test_probe_network_weights_are_packed_and_required(code_root: Path, portfolio: Path, tmp_path: Path) -> None:
+    body = get_backbone("resnet18", num_classes=2, random_init=True).body
+    save_state_dict(body.state_dict(), str(portfolio / "weights" / "resnet18-probe.pt"), fp16=True)
+    manifest = json.loads((portfolio / "manifest.json").read_text())
+    manifest["probe"] = {"backbone": "resnet18", "weights": "resnet18-probe.pt", "resolution": 32}
+    (portfolio / "manifest.json").write_text(json.dumps(manifest))
+    out = tmp_path / "p.zip"
+    write_bundle(str(portfolio), str(out), code_root=str(code_root), progress=False)
+    assert "bundle/weights/resnet18-probe.pt" in zipfile.ZipFile(out).namelist()
+    (portfolio / "weights" / "resnet18-probe.pt").unlink()
+    with pytest.raises(BundleError, match=r"resnet18-probe\.pt: missing part of the bundled portfolio"):
+        write_bundle(str(portfolio), str(tmp_path / "q.zip"), code_root=str(code_root), progress=False)
