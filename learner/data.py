@@ -99,7 +99,8 @@ def load_train_set(source: Any, *, resolution: int, batch_size: int, max_bytes: 
 
     arrays = to_arrays(source, size=(resolution, resolution), max_bytes=max_bytes, max_samples=max_samples)
     stream = None
-    if not arrays.complete and (max_samples is None or stream_rest or len(arrays) < max_samples):
+    cut_by_bytes = max_samples is None or len(arrays) < max_samples
+    if not arrays.complete and (cut_by_bytes or stream_rest):
         logger.info("[data] cached %d samples (%.0f MB); streaming the rest", len(arrays), arrays.x.nbytes / 1e6)
         stream = uint8_batches(source, size=(resolution, resolution), batch_size=batch_size, skip=len(arrays),
                                seed=seed)

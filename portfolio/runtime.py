@@ -127,10 +127,9 @@ class AnytimeClassifier:
     """Everything `Model` does, given the metadata and a bundled portfolio folder."""
 
     def __init__(self, metadata: Any, bundle_dir: str, settings: RuntimeSettings | None = None):
-        from fingerprint.extractor import FeatureExtractor
         from fingerprint.selectors import load_selector
         from fingerprint.store import Store
-        from portfolio.manifest import Manifest, ManifestError
+        from portfolio.manifest import FingerprintSpec, Manifest, ManifestError
 
         self.settings = settings or load_settings(bundle_dir)
         self.metadata = metadata
@@ -150,12 +149,12 @@ class AnytimeClassifier:
                 raise
             logger.warning("[init] bundled portfolio unusable (%s); using the built-in default as asked", exc)
             self.manifest, self.selector = None, None
-            self.extractor = self.probe_extractor = FeatureExtractor("resnet18", None, resolution=64)
+            self.extractor = self.probe_extractor = self._extractor(FingerprintSpec("resnet18", None, 64))
         self.config = self._forced_config() if s.config else None
         self.rng = np.random.default_rng(s.seed)
         self.match: list[tuple[str, float]] = []
         self.probe = self.trainer = None
-        self.train_x = self.train_y = self.val_idx = self.test_x = self.test_features = None
+        self.val_idx = self.test_x = self.test_features = None
         self.probe_val = self.net_val = -np.inf
         self.use_network = False
         self.test_seconds = None
@@ -183,9 +182,6 @@ class AnytimeClassifier:
         if not os.path.isfile(os.path.join(self.bundle_dir, relative)):
             raise ValueError(f"forced configuration {name!r}: {os.path.join(self.bundle_dir, relative)} not found")
         return self._config_file(relative)
-
-    def _weights_dir(self) -> str:
-        return os.path.join(self.bundle_dir, "weights")
 
     def _select(self, x: np.ndarray, meta: dict[str, float]) -> TrainConfig:
         """Fingerprint a random batch of the probe sample and take the best-ranked safe configuration."""
@@ -299,11 +295,12 @@ class AnytimeClassifier:
         data = load_train_set(dataset, resolution=c.resolution, batch_size=c.batch_size, max_bytes=s.cache_bytes,
                               max_samples=max_samples, stream_rest=True, seed=s.seed)
         keep = np.setdiff1d(np.arange(len(data)), self.val_idx)  # the probe's validation samples stay out
-        self.trainer = Trainer(c, num_classes=self.num_classes, in_channels=data.x.shape[-1],
-                               weights_dir=self._weights_dir() if c.weights else None, multilabel=self.multilabel,
-                               seed=self.settings.seed)
-        self.trainer.set_train_data(TrainSet(data.x[keep], data.y[keep], stream=data.stream, seed=self.settings.seed))
-        self._refit_probe(data.x[keep], data.y[keep], available)
+        x, y = data.x[keep], data.y[keep]  # one copy, shared by the trainer and the probe refit
+        self.trainer = Trainer(c, num_classes=self.num_classes, in_channels=x.shape[-1],
+                               weights_dir=os.path.join(self.bundle_dir, "weights") if c.weights else None,
+                               multilabel=self.multilabel, seed=s.seed)
+        self.trainer.set_train_data(TrainSet(x, y, stream=data.stream, seed=s.seed))
+        self._refit_probe(x, y, available)
 
     def _refit_probe(self, x: np.ndarray, y: np.ndarray, available: float) -> None:
         """Refit the probe on more of the decoded training set (as many samples as `refit_share` of the
