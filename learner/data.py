@@ -19,6 +19,8 @@ from learner import _triton_guard  # noqa: F401  (before torch)
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
+from metadata.arrays import to_arrays, uint8_batches  # noqa: E402
+
 __all__ = ["TrainSet", "load_train_set", "load_test_array", "stratified_split", "is_multilabel", "to_float_batch",
            "augment"]
 
@@ -79,11 +81,20 @@ class TrainSet:
         return len(self.x)
 
     def sample(self, batch_size: int) -> tuple[np.ndarray, np.ndarray]:
-        """A random batch: from the cache, alternating with streamed batches when there is a stream."""
+        """A random batch: from the cache, alternating with streamed batches when there is a stream.
+
+        A stream that fails (a record that does not decode, a read error) is logged once and
+        dropped; training goes on with the cached samples, which are valid.
+        """
         self._turn += 1
         if self.stream is not None and self._turn % 2 == 0:
-            x, y = next(self.stream)
-            return x, y
+            try:
+                x, y = next(self.stream)
+                return x, y
+            except Exception as exc:  # noqa: BLE001 - whatever broke the stream, the cache still trains
+                logger.error("[data] streaming the uncached training samples failed (%s: %s); "
+                             "training on the %d cached samples from now on", type(exc).__name__, exc, len(self.x))
+                self.stream = None
         idx = self._rng.choice(len(self.x), size=min(batch_size, len(self.x)), replace=len(self.x) < batch_size)
         return self.x[idx], self.y[idx]
 
@@ -95,8 +106,6 @@ def load_train_set(source: Any, *, resolution: int, batch_size: int, max_bytes: 
     The cache stops at `max_bytes` or `max_samples`; beyond `max_bytes` the rest is always streamed,
     beyond `max_samples` only with `stream_rest` (a time-capped cache) and not for a deliberate subset.
     """
-    from metadata.arrays import to_arrays, uint8_batches
-
     arrays = to_arrays(source, size=(resolution, resolution), max_bytes=max_bytes, max_samples=max_samples)
     stream = None
     cut_by_bytes = max_samples is None or len(arrays) < max_samples
@@ -109,8 +118,6 @@ def load_train_set(source: Any, *, resolution: int, batch_size: int, max_bytes: 
 
 def load_test_array(source: Any, *, resolution: int) -> np.ndarray:
     """Decode a whole test split once, in order: uint8 `[N, T, H, W, C]`."""
-    from metadata.arrays import to_arrays
-
     return to_arrays(source, size=(resolution, resolution)).x
 
 

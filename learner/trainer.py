@@ -19,19 +19,22 @@ from learner import _triton_guard  # noqa: F401  (before torch)
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
-from learner.backbones import Backbone, get_backbone  # noqa: E402
+from learner.backbones import Backbone, get_backbone, weights_path  # noqa: E402
 from learner.config import TrainConfig  # noqa: E402
 from learner.data import TrainSet, augment, is_multilabel, to_float_batch  # noqa: E402
 from learner.video import average_frames, sample_frames  # noqa: E402
-from learner.weights import weights_path  # noqa: E402
 
-__all__ = ["TrainStats", "Trainer", "default_device"]
+__all__ = ["TrainStats", "Trainer", "DivergenceError", "default_device"]
 
 logger = logging.getLogger(__name__)
 
 
 def default_device() -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+class DivergenceError(RuntimeError):
+    """The loss stayed non-finite through several restores with a halved learning rate."""
 
 
 @dataclass
@@ -53,10 +56,12 @@ class Trainer:
         multilabel: loss choice; None decides from the first training labels.
         device: defaults to CUDA when available.
         seed: seeds sampling, augmentation and the head's initialisation.
+        max_divergences: consecutive non-finite losses after which `train_for` raises DivergenceError.
     """
 
     def __init__(self, config: TrainConfig, *, num_classes: int, in_channels: int = 3, weights_dir: str | None = None,
-                 multilabel: bool | None = None, device: torch.device | None = None, seed: int = 0):
+                 multilabel: bool | None = None, device: torch.device | None = None, seed: int = 0,
+                 max_divergences: int = 5):
         self.config = config
         self.device = device or default_device()
         self.multilabel = multilabel
@@ -84,6 +89,8 @@ class Trainer:
         self.train_set: TrainSet | None = None
         self.total_steps = 0
         self.divergences = 0
+        self.max_divergences = max_divergences
+        self._consecutive_divergences = 0
         self._step_time: float | None = None
         self._snapshot: dict | None = None
 
@@ -125,8 +132,17 @@ class Trainer:
         return float(loss.detach())
 
     def _recover(self) -> None:
-        """The loss went non-finite: restore the last good weights and halve the learning rate."""
+        """The loss went non-finite: restore the last good weights and halve the learning rate.
+
+        Raises:
+            DivergenceError: after `max_divergences` non-finite losses in a row.
+        """
         self.divergences += 1
+        self._consecutive_divergences += 1
+        if self._consecutive_divergences >= self.max_divergences:
+            raise DivergenceError(f"configuration {self.config.name or self.config.backbone!r}: the loss stayed "
+                                  f"non-finite through {self._consecutive_divergences} restores "
+                                  f"(learning rate down to {self.optimizer.param_groups[0]['lr']:.3g})")
         if self._snapshot is not None:
             self.model.load_state_dict(self._snapshot["model"])
             self.optimizer.load_state_dict(self._snapshot["optimizer"])
@@ -155,6 +171,7 @@ class Trainer:
             if not np.isfinite(loss):
                 self._recover()
                 continue
+            self._consecutive_divergences = 0
             losses.append(loss)
             steps += 1
             samples += len(x)

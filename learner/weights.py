@@ -13,27 +13,19 @@ from __future__ import annotations
 import argparse
 import hashlib
 import os
-import re
 import sys
 from collections import OrderedDict
 
 from learner import _triton_guard  # noqa: F401  (before torch)
 import torch  # noqa: E402
 
-from learner.backbones import WeightsError, get_backbone, get_spec, list_backbones  # noqa: E402
+from learner.backbones import WeightsError, get_backbone, get_spec, list_backbones, weights_path  # noqa: E402
 
 __all__ = ["weights_path", "save_state_dict", "fetch_torchvision_weights", "convert_efficientnet_lite0",
            "lite0_key_map", "main"]
 
 LITE0_SHA256_PREFIX = "57934424"  # torch hub convention: the file name carries its hash prefix
 LITE0_STAGES = (1, 2, 2, 3, 3, 4, 1)
-
-
-def weights_path(folder: str, backbone: str, weights_id: str) -> str:
-    """Where the weights `weights_id` of `backbone` live in `folder`."""
-    if not re.fullmatch(r"[A-Za-z0-9_.+-]+", weights_id):
-        raise ValueError(f"invalid weights id {weights_id!r} (letters, digits and _.+- only)")
-    return os.path.join(folder, f"{backbone}-{weights_id}.pt")
 
 
 def save_state_dict(state: dict[str, torch.Tensor], path: str, *, fp16: bool = False) -> str:
@@ -104,9 +96,10 @@ def convert_efficientnet_lite0(out_dir: str, *, source: str | None = None, fp16:
 
     The package stores a legacy pickle that `torch.load(weights_only=True)` rejects; it is
     unpickled in full only after its SHA-256 matches the prefix in its name, and re-saved as plain
-    tensors. The result loads with `strict=True` into timm's `tf_efficientnet_lite0`.
+    tensors. The result loads with `strict=True` into our `efficientnet_lite0` (timm's
+    `tf_efficientnet_lite0` keys).
     """
-    import timm
+    from learner.efficientnet_lite import efficientnet_lite0
 
     source = source or _lite0_source()
     with open(source, "rb") as f:
@@ -117,7 +110,7 @@ def convert_efficientnet_lite0(out_dir: str, *, source: str | None = None, fp16:
     state = torch.load(source, map_location="cpu", weights_only=False)
     mapping = lite0_key_map(list(state))
     converted = OrderedDict((mapping[k], v) for k, v in state.items())
-    timm.create_model("tf_efficientnet_lite0", pretrained=False).load_state_dict(converted, strict=True)
+    efficientnet_lite0().load_state_dict(converted, strict=True)
     return save_state_dict(converted, weights_path(out_dir, "efficientnet_lite0", "imagenet"), fp16=fp16)
 
 

@@ -6,6 +6,10 @@ import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
+# The triton guard before anything imports torch: test modules import torchvision directly, and TensorFlow
+# (loaded by earlier test modules) followed by triton segfaults (see learner/_triton_guard.py).
+import learner  # noqa: E402,F401
+
 from collections.abc import Callable  # noqa: E402
 from pathlib import Path  # noqa: E402
 

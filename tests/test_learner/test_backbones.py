@@ -123,16 +123,35 @@ def lite0_weights(tmp_path_factory: pytest.TempPathFactory) -> str:
 
 
 def test_real_lite0_weights_recognise_a_cat(lite0_weights: str) -> None:
-    import timm
     from skimage import data
 
-    model = timm.create_model("tf_efficientnet_lite0", pretrained=False)
+    from learner.efficientnet_lite import efficientnet_lite0
+
+    model = efficientnet_lite0()  # ours, not timm's: the platform has no timm
     model.load_state_dict({k: v.float() for k, v in torch.load(lite0_weights, weights_only=True).items()}, strict=True)
     image = torch.tensor(data.chelsea()).permute(2, 0, 1)[None].float() / 255.0
     image = torch.nn.functional.interpolate(image, size=(224, 224), mode="bilinear", antialias=True)
     with torch.no_grad():
         top = model.eval()((image - 0.5) / 0.5).softmax(1).topk(3).indices[0].tolist()
     assert all(281 <= k <= 285 for k in top), top  # tabby, tiger cat, Persian, Siamese, Egyptian cat
+
+
+@pytest.mark.parametrize("size", [32, 63, 64, 97, 224])
+def test_our_lite0_equals_timms_on_the_same_weights(lite0_weights: str, size: int) -> None:
+    """Same state-dict keys, same outputs (TF "same" padding on odd and even sides) as timm's model."""
+    import timm
+
+    from learner.efficientnet_lite import efficientnet_lite0
+
+    state = {k: v.float() for k, v in torch.load(lite0_weights, weights_only=True).items()}
+    ours, theirs = efficientnet_lite0().eval(), timm.create_model("tf_efficientnet_lite0", pretrained=False).eval()
+    assert set(ours.state_dict()) == set(theirs.state_dict())
+    ours.load_state_dict(state, strict=True)
+    theirs.load_state_dict(state, strict=True)
+    x = torch.rand(2, 3, size, size, generator=torch.Generator().manual_seed(size))
+    with torch.no_grad():
+        assert torch.allclose(ours(x), theirs(x), atol=1e-5, rtol=1e-5)
+        assert torch.allclose(ours.forward_features(x), theirs.forward_features(x), atol=1e-5, rtol=1e-5)
 
 
 def test_lite0_registry_entry_takes_the_converted_file(lite0_weights: str) -> None:
