@@ -2,8 +2,8 @@
 
 The platform imports `Model` from this file, constructs it with the train split's metadata
 (outside the time budget) and alternates `train` and `test`. All logic lives in the packages
-next to this file; the portfolio that was built offline lives in `bundle/`.
-See `portfolio/runtime.py` for the flow and README.md for the settings.
+next to this file (`runtime/` and what it imports); the portfolio built offline lives in `bundle/`.
+See `runtime/engine.py` for the flow and README.md for the settings.
 """
 
 import logging
@@ -11,11 +11,13 @@ import os
 import sys
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-if HERE not in sys.path:  # the packages next to model.py, wherever the platform runs from
-    sys.path.append(HERE)
+# The platform appends the submission folder to the end of sys.path; our packages go first so that no
+# installed distribution of the same name (`metadata`, `runtime`, ...) can shadow them.
+if sys.path[:1] != [HERE]:
+    sys.path.insert(0, HERE)
 
 import learner  # noqa: E402,F401  (first: keeps triton out when TensorFlow is already loaded)
-from portfolio.runtime import AnytimeClassifier  # noqa: E402
+from runtime.classifier import AnytimeClassifier  # noqa: E402
 
 logger = logging.getLogger("model")
 BUNDLE = os.environ.get("AUTODL_BUNDLE", os.path.join(HERE, "bundle"))

@@ -16,6 +16,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 
+import numpy as np
 import tensorflow as tf
 
 from metadata.errors import AutoDLDataError, RecordError
@@ -183,6 +184,13 @@ class AutoDLDataset:
             return frames, self._labels(contexts)
 
         return self.record_dataset().map(parse, num_parallel_calls=AUTOTUNE)
+
+    def labels(self) -> np.ndarray:
+        """float32 `[N, output_dim]` labels in read order, parsed without decoding any image."""
+        ds = self.record_dataset().map(lambda p: self._labels(self._parse(p)[0]), num_parallel_calls=AUTOTUNE)
+        batches = [b for b in ds.batch(4096).as_numpy_iterator()]
+        k = self.metadata_.get_output_size()
+        return np.concatenate(batches).astype(np.float32) if batches else np.zeros((0, k), np.float32)
 
     def __repr__(self) -> str:
         return f"AutoDLDataset({self.dataset_name_!r}, files={len(self.files)})"

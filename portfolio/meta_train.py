@@ -229,7 +229,7 @@ def main(argv: list[str] | None = None) -> int:
 
     # 8. bundled portfolio folder
     from learner.config import TrainConfig
-    from portfolio.manifest import FingerprintSpec, Manifest
+    from runtime.manifest import FingerprintSpec, Manifest
 
     tmp = Path(str(out) + ".tmp")
     if tmp.exists():

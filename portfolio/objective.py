@@ -1,10 +1,12 @@
-"""What a configuration is worth on a dataset: the ALC of an anytime run on held-out data.
+"""What a configuration is worth on a dataset: the ALC of the run-time engine on held-out data.
 
-The learner trains on part of the dataset's train split in growing time slices and predicts the
-held-out part after each; NAUC of each prediction, timestamped from the start (decoding
-included), gives the ALC with T = budget and t0 = budget / 20 (the platform's curve shape). The
-test split is never used. Objectives have the signature `fn(config, budget, context) -> result`
-and are named `module:function`, so BOHB workers and matrix jobs on other machines import them.
+A known dataset's train split is cut (stratified, seeded) into a training part and a held-out
+part; the held-out part plays the test split (its labels hidden from the engine). The run-time
+flow's own engine (`runtime.engine.AnytimeEngine`: probe first, then fine-tuning rounds) is driven
+by the platform's loop (train, test, timestamp) for `budget` seconds, and the NAUC of each answer
+gives the ALC with T = budget and t0 = budget / 20 (the platform's curve shape). The dataset's test
+split is never used. Objectives have the signature `fn(config, budget, context) -> result` and are
+named `module:function`, so BOHB workers and matrix jobs on other machines import them.
 """
 
 from __future__ import annotations
@@ -16,7 +18,14 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-__all__ = ["Evaluation", "evaluate_config", "alc_objective", "selector_objective", "load_objective"]
+import numpy as np
+
+__all__ = ["Evaluation", "ConfigurationFailed", "HeldOut", "held_out_split", "evaluate_config", "alc_objective",
+           "selector_objective", "load_objective"]
+
+
+class ConfigurationFailed(RuntimeError):
+    """The engine recorded a fault for the configuration: a crash, never a score."""
 
 
 @dataclass
@@ -32,44 +41,106 @@ class Evaluation:
         return asdict(self)
 
 
-def evaluate_config(config: Any, dataset_dir: str, budget: float, *, weights_dir: str | None = None,
-                    seed: int = 0, val_fraction: float = 0.25, first_slice: float | None = None,
-                    growth: float = 1.5, max_samples: int | None = None) -> Evaluation:
-    """Anytime run of `config` (a TrainConfig) on `dataset_dir`'s train split for `budget` seconds."""
-    from learner.data import TrainSet, load_train_set, stratified_split
-    from learner.trainer import Trainer
+@dataclass
+class HeldOut:
+    """A known dataset's train split as the platform would present it: two `tf.data` datasets."""
+
+    train: Any            # (example, labels) of the training part
+    test: Any             # (example, zero labels) of the held-out part
+    test_labels: np.ndarray
+    train_size: int
+    num_classes: int
+
+
+def held_out_split(dataset_dir: str, fraction: float = 0.25, seed: int = 0,
+                   max_samples: int | None = None) -> HeldOut:
+    """Cut the train split of `dataset_dir` into a training part and a held-out part (stratified).
+
+    `max_samples` keeps a stratified subset of the train split first (a lower fidelity).
+    """
+    import tensorflow as tf
+
+    from learner.data import stratified_split
     from metadata.check import find_dataset
     from metadata.reader import AutoDLDataset
-    from scoring.metrics import alc, nauc
 
-    start = time.perf_counter()
     _, data_dir = find_dataset(dataset_dir)
     split = AutoDLDataset(os.path.join(data_dir, "train"))
-    data = load_train_set(split, resolution=config.resolution, batch_size=config.batch_size,
-                          max_samples=max_samples, seed=seed)
-    train, val = stratified_split(data.y, val_fraction, seed)
-    trainer = Trainer(config, num_classes=data.y.shape[1], in_channels=data.x.shape[-1], weights_dir=weights_dir,
-                      seed=seed)
-    trainer.set_train_data(TrainSet(data.x[train], data.y[train], seed=seed))
-    y_val = data.y[val]
+    labels = split.labels()
+    pool = np.arange(len(labels))
+    if max_samples is not None and max_samples < len(pool):
+        _, pool = stratified_split(labels, max_samples / len(pool), seed)
+    train_rel, val_rel = stratified_split(labels[pool], fraction, seed)
+    train_idx, val_idx = pool[train_rel], pool[val_rel]
+
+    def subset(indices: np.ndarray, hide_labels: bool) -> tf.data.Dataset:
+        mask = np.zeros(len(labels), bool)
+        mask[indices] = True
+        mask_t = tf.constant(mask)
+        ds = split.get_dataset().enumerate().filter(lambda i, sample: tf.gather(mask_t, i))
+        if hide_labels:
+            return ds.map(lambda i, sample: (sample[0], tf.zeros_like(sample[1])))
+        return ds.map(lambda i, sample: (sample[0], sample[1]))
+
+    return HeldOut(train=subset(train_idx, False), test=subset(val_idx, True), test_labels=labels[val_idx],
+                   train_size=len(train_idx), num_classes=labels.shape[1])
+
+
+def evaluate_config(config: Any, dataset_dir: str, budget: float, *, weights_dir: str | None = None,
+                    probe: dict[str, Any] | None = None, seed: int = 0, val_fraction: float = 0.25,
+                    max_samples: int | None = None, settings: Any = None) -> Evaluation:
+    """The run-time engine with `config` (a TrainConfig) on a held-out split of `dataset_dir` for `budget` s.
+
+    Args:
+        probe: the probe's frozen network, `{"backbone", "weights" (a file or None), "resolution"}`; by
+            default the configuration's own backbone and weights at its resolution.
+        settings: `runtime.settings.RuntimeSettings` of the engine (its defaults otherwise; the seed is set).
+
+    Raises:
+        WeightsError: the configuration's weights are missing or do not fit (checked before the clock).
+        ConfigurationFailed: the engine recorded a fault for the configuration.
+    """
+    from dataclasses import replace
+
+    from fingerprint.extractor import FeatureExtractor
+    from learner.backbones import get_backbone, weights_path
+    from runtime.engine import AnytimeEngine
+    from runtime.settings import RuntimeSettings
+    from scoring.metrics import alc, nauc
+
+    config_weights = None
+    if config.weights is not None:
+        if weights_dir is None:
+            raise ValueError(f"configuration {config.name or config.backbone!r} needs weights {config.weights!r}: "
+                             "pass weights_dir")
+        config_weights = weights_path(weights_dir, config.backbone, config.weights)
+        get_backbone(config.backbone, num_classes=2, weights_file=config_weights)  # as the Model's constructor does
+    probe = probe or {"backbone": config.backbone, "weights": config_weights, "resolution": config.resolution}
+    extractor = FeatureExtractor(probe["backbone"], probe.get("weights"), resolution=int(probe["resolution"]),
+                                 frames=config.frames_per_clip, seed=seed)
+    data = held_out_split(dataset_dir, val_fraction, seed, max_samples)
+    settings = replace(settings or RuntimeSettings(), seed=seed)
+    engine = AnytimeEngine(num_classes=data.num_classes, train_size=data.train_size, probe_extractor=extractor,
+                           candidates=[config], weights_dir=weights_dir,
+                           storage_resolution=max(config.resolution, extractor.resolution), settings=settings)
     timestamps, scores = [], []
-    slice_seconds = first_slice if first_slice is not None else max(0.5, budget / 40)
-    while True:
-        left = budget - (time.perf_counter() - start)
-        if left <= 0:
-            break
-        trainer.train_for(min(slice_seconds, left * 0.8))
-        prediction = trainer.predict(data.x[val])
-        elapsed = time.perf_counter() - start
-        if elapsed > budget:
+    start = time.time()
+    while not engine.done_training:  # the platform's loop
+        engine.train(data.train, remaining_time_budget=start + budget - time.time())
+        prediction = engine.test(data.test, remaining_time_budget=start + budget - time.time())
+        elapsed = time.time() - start
+        if elapsed > budget:  # the platform would have stopped the run before this answer
             break
         timestamps.append(elapsed)
-        scores.append(nauc(y_val, prediction))
-        slice_seconds *= growth
+        scores.append(nauc(data.test_labels, prediction))
+        if start + budget - time.time() <= 0:
+            break
+    if engine.faults:
+        raise ConfigurationFailed("; ".join(f"{f.phase}: {f.error}" for f in engine.faults))
     score = alc(timestamps, scores, time_budget=budget, t0=budget / 20)
     return Evaluation(alc=score, final_nauc=scores[-1] if scores else float("nan"),
                       first_prediction=timestamps[0] if timestamps else None, timestamps=timestamps,
-                      scores=scores, steps=trainer.total_steps)
+                      scores=scores, steps=engine.trainer.total_steps if engine.trainer else 0)
 
 
 def alc_objective(config: dict[str, Any], budget: float, context: dict[str, Any]) -> dict[str, Any]:
@@ -77,8 +148,8 @@ def alc_objective(config: dict[str, Any], budget: float, context: dict[str, Any]
     from portfolio.space import to_train_config
 
     evaluation = evaluate_config(to_train_config(config), context["dataset"], budget,
-                                 weights_dir=context.get("weights_dir"), seed=int(context.get("seed", 0)),
-                                 max_samples=context.get("max_samples"))
+                                 weights_dir=context.get("weights_dir"), probe=context.get("probe"),
+                                 seed=int(context.get("seed", 0)), max_samples=context.get("max_samples"))
     return {"loss": 1.0 - evaluation.alc, "info": evaluation.to_dict()}
 
 

@@ -1,4 +1,4 @@
-"""The bundled portfolio folder: what `model.py` loads at run time.
+"""The bundled portfolio folder: what `model.py` loads at run time (written offline by `portfolio.meta_train`).
 
 ```
 manifest.json   fingerprint network, probe network, store, selector, dataset -> configuration, default, unsafe

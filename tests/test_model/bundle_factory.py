@@ -8,7 +8,7 @@ from fingerprint.extract import build_store
 from fingerprint.extractor import FeatureExtractor
 from fingerprint.selectors import get_selector, save_selector
 from learner.config import TrainConfig
-from portfolio.manifest import FingerprintSpec, Manifest
+from runtime.manifest import FingerprintSpec, Manifest
 
 
 def make_bundle(folder: Path, known: dict[str, str], *, resolution: int = 32,

@@ -5,8 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 from metadata.spec import AutoDLMetadata
-from portfolio.manifest import Manifest
-from portfolio.runtime import AnytimeClassifier, RuntimeSettings
+from runtime.manifest import Manifest
+from runtime.classifier import AnytimeClassifier
+from runtime.settings import RuntimeSettings
 
 BUNDLE = Path(__file__).resolve().parents[2] / "bundle"
 
@@ -18,3 +19,4 @@ def test_repository_bundle_loads(samples_dir: Path) -> None:
     model = AnytimeClassifier(meta, str(BUNDLE), RuntimeSettings())
     assert model.selector is not None and len(model.store) >= 8
     assert set(model.store.names) >= set(manifest.configs)
+    assert model.unusable == {} and set(model.configs) == {manifest.default, *manifest.configs.values()}

@@ -39,3 +39,36 @@ def test_a_crashing_cell_is_recorded_as_a_crash(digits: Path, tmp_path: Path) ->
     assert record["status"] == "crash" and "WeightsError" in record["error"] and "alc" not in record
     with pytest.raises(WeightsError):
         evaluate_config(TrainConfig(backbone="resnet18", resolution=32), str(digits), 2.0, weights_dir=str(tmp_path))
+
+
+def test_held_out_split_is_stratified_and_hides_the_labels(digits: Path) -> None:
+    from metadata.arrays import to_arrays
+    from portfolio.objective import held_out_split
+
+    data = held_out_split(str(digits), 0.25, seed=1)
+    train, test = to_arrays(data.train), to_arrays(data.test)
+    assert len(train) == data.train_size == 150 and len(test) == len(data.test_labels) == 50
+    assert not test.y.any() and data.test_labels.sum(0).tolist() == [25, 25]  # hidden, stratified
+    assert train.y.sum(0).tolist() == [75, 75]
+    small = held_out_split(str(digits), 0.25, seed=1, max_samples=40)
+    assert small.train_size + len(small.test_labels) == 40
+
+
+def test_the_objective_runs_the_run_time_engine(digits: Path) -> None:
+    """Probe first (an answer within seconds), then fine-tuning rounds: what the submission runs."""
+    config = TrainConfig(backbone="mobilenet_v3_small", weights=None, resolution=32, batch_size=32)
+    result = evaluate_config(config, str(digits), budget=20.0)
+    assert result.first_prediction < 5.0 and result.steps > 0
+
+
+def test_an_engine_fault_is_a_crash(digits: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from learner.trainer import Trainer
+    from portfolio.objective import ConfigurationFailed
+
+    def oom(self, seconds, **kwargs):
+        raise MemoryError("injected")
+
+    monkeypatch.setattr(Trainer, "train_for", oom)
+    config = TrainConfig(backbone="mobilenet_v3_small", weights=None, resolution=32, batch_size=32)
+    with pytest.raises(ConfigurationFailed, match="fine-tune: MemoryError: injected"):
+        evaluate_config(config, str(digits), budget=25.0)

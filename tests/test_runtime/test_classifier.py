@@ -1,4 +1,4 @@
-"""Pieces of the run-time flow: the probe sample on class-sorted data, the time-capped decode, the probe refit,
+"""The bundle-backed classifier (runtime.classifier): the probe sample on class-sorted data, the time-capped decode, the probe refit,
 a probe network apart from the fingerprint network, settings files."""
 
 from __future__ import annotations
@@ -12,8 +12,9 @@ import pytest
 
 from metadata.convert import convert_image_folders
 from metadata.reader import AutoDLDataset
-from portfolio.manifest import FingerprintSpec
-from portfolio.runtime import AnytimeClassifier, RuntimeSettings, load_settings
+from runtime.classifier import AnytimeClassifier
+from runtime.manifest import FingerprintSpec
+from runtime.settings import RuntimeSettings, load_settings
 from tests.test_model.bundle_factory import make_bundle
 
 BUNDLE = Path(__file__).resolve().parents[2] / "bundle"
@@ -22,24 +23,25 @@ BUNDLE = Path(__file__).resolve().parents[2] / "bundle"
 def test_probe_sample_reads_on_when_the_data_is_sorted_by_class(samples_dir: Path) -> None:
     train = AutoDLDataset(str(samples_dir / "miniciao/miniciao.data/train"))  # stored sorted by class
     model = AnytimeClassifier(train.get_metadata(), str(BUNDLE), RuntimeSettings(probe_samples=16))
-    x, y = model._read_probe_sample(train.get_dataset())
+    x, y = model.engine._read_probe_sample(train.get_dataset())
     assert len(x) == 64 and (y.sum(0) > 0).sum() >= 5
 
 
 def test_training_set_decode_is_capped_by_the_time_left(samples_dir: Path, caplog: pytest.LogCaptureFixture) -> None:
     train = AutoDLDataset(str(samples_dir / "miniciao/miniciao.data/train"))
     model = AnytimeClassifier(train.get_metadata(), str(BUNDLE), RuntimeSettings(probe_samples=64, config="default"))
+    engine = model.engine
     model.train(train.get_dataset(), remaining_time_budget=600)
-    model.decode_rate = 0.1  # pretend decoding is slow: 0.25 of 600 s affords 15 samples
-    with caplog.at_level("INFO", logger="portfolio.runtime"):
-        model._start_fine_tuning(train.get_dataset(), available=600)
+    engine.decode_rate = 0.1  # pretend decoding is slow: 0.25 of 600 s affords 15 samples
+    with caplog.at_level("INFO", logger="runtime.engine"):
+        engine._decode_training_set(train.get_dataset(), available=600)
     total = train.get_metadata().size()
-    assert f"decoding {model.probe_count} of {total} training samples now" in caplog.text  # at least the probe sample
-    data = model.trainer.train_set
-    assert data.stream is not None and len(data) == model.probe_count - len(model.val_idx)
-    model.decode_rate = 1e6  # fast: everything is cached
-    model._start_fine_tuning(train.get_dataset(), available=600)
-    assert model.trainer.train_set.stream is None and len(model.trainer.train_set) == total - len(model.val_idx)
+    assert f"decoding {engine.probe_count} of {total} training samples now" in caplog.text  # at least the probe sample
+    data = engine.train_data
+    assert data.stream is not None and len(data) == engine.probe_count - len(engine.val_idx)
+    engine.decode_rate = 1e6  # fast: everything is cached
+    engine._decode_training_set(train.get_dataset(), available=600)
+    assert engine.train_data.stream is None and len(engine.train_data) == total - len(engine.val_idx)
 
 
 def test_probe_is_refit_on_more_samples_when_time_allows(raw_dir: Path, tmp_path: Path,
@@ -48,10 +50,12 @@ def test_probe_is_refit_on_more_samples_when_time_allows(raw_dir: Path, tmp_path
     train = AutoDLDataset(str(tmp_path / "digits/digits.data/train"))
     model = AnytimeClassifier(train.get_metadata(), str(BUNDLE), RuntimeSettings(probe_samples=64, config="default"))
     model.train(train.get_dataset(), remaining_time_budget=600)
+    model = model.engine
     first_probe, first_val = model.probe, model.probe_val
     assert model.probe_count == 64
-    with caplog.at_level("INFO", logger="portfolio.runtime"):
-        model._start_fine_tuning(train.get_dataset(), available=600)
+    with caplog.at_level("INFO", logger="runtime.engine"):
+        model._decode_training_set(train.get_dataset(), available=600)
+        model._refit_probe(available=600)
     n = 300 - len(model.val_idx)
     assert f"probe refit on {n} samples" in caplog.text
     refit_val = float(re.search(r"probe refit on \d+ samples in [\d.]+ s: validation NAUC ([\d.-]+)", caplog.text)[1])
@@ -62,7 +66,7 @@ def test_probe_is_refit_on_more_samples_when_time_allows(raw_dir: Path, tmp_path
     assert refit_val > 0.5  # 10 digit classes, 255 samples
     caplog.clear()
     model.settings = RuntimeSettings(probe_samples=64, config="default", refit_samples=100)  # < 2 x 64: skipped
-    model._start_fine_tuning(train.get_dataset(), available=600)
+    model._refit_probe(available=600)
     assert "probe refit" not in caplog.text
 
 
@@ -77,8 +81,9 @@ def test_probe_network_apart_from_the_fingerprint_network(samples_dir: Path, tmp
     assert model.config.name == "cfg-miniciao" and model.match[0][0] == "miniciao"  # fingerprinted with ResNet18
     prediction = model.test(test.get_dataset(), remaining_time_budget=60)
     assert prediction.shape == (test.get_metadata().size(), 10) and np.isfinite(prediction).all()
-    assert model.test_features.shape[1] == model.probe_extractor.info.feature_dim != model.extractor.info.feature_dim
-    assert model.test_x.shape[2] == 40  # decoded at the largest resolution in use
+    engine = model.engine
+    assert engine.test_features.shape[1] == model.probe_extractor.info.feature_dim != model.extractor.info.feature_dim
+    assert engine.test_x.shape[2] == engine.val_x.shape[2] == 40  # validation and test: one storage resolution
 
 
 def test_settings_file_and_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -1,0 +1,169 @@
+"""The submission's classifier: a bundled portfolio wired to the anytime engine.
+
+The constructor (outside the time budget) loads the bundle: manifest, fingerprint network, probe
+network, store and fitted selector (a missing or damaged part is an error naming it), and checks
+every configuration the bundle names: a configuration whose file does not parse or whose weights
+file is missing or does not fit its backbone is logged and never selected. On the first `train`
+call the engine asks `_rank`: the fingerprint of a batch of the first sample goes to the selector,
+whose ranking of the known datasets orders the usable configurations (the default last); the
+engine fine-tunes the first and falls back to the next only after a fault.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from typing import Any
+
+import numpy as np
+
+import learner  # noqa: F401  (triton guard before torch)
+from fingerprint.extractor import FeatureExtractor
+from fingerprint.selectors import load_selector
+from fingerprint.store import Store, meta_features_of
+from learner.backbones import WeightsError, get_backbone, weights_path
+from learner.config import TrainConfig
+from runtime.engine import AnytimeEngine
+from runtime.manifest import FingerprintSpec, Manifest, ManifestError
+from runtime.settings import RuntimeSettings, load_settings
+
+__all__ = ["BUILTIN_DEFAULT", "AnytimeClassifier"]
+
+logger = logging.getLogger(__name__)
+BUILTIN_DEFAULT = TrainConfig(backbone="mobilenet_v3_small", weights=None, resolution=64, batch_size=32,
+                              learning_rate=1e-3, name="builtin-default")
+
+
+class AnytimeClassifier:
+    """Everything `Model` does, given the train metadata and a bundled portfolio folder."""
+
+    def __init__(self, metadata: Any, bundle_dir: str, settings: RuntimeSettings | None = None):
+        self.settings = s = settings or load_settings(bundle_dir)
+        self.metadata = metadata
+        self.num_classes = metadata.get_output_size()
+        self.bundle_dir = bundle_dir
+        self.weights_dir = os.path.join(bundle_dir, "weights")
+        self.match: list[tuple[str, float]] = []
+        self.unusable: dict[str, str] = {}  # configuration file -> why it cannot run
+        self.configs: dict[str, TrainConfig] = {}  # configuration file -> record (usable ones)
+        try:
+            self.manifest: Manifest | None = Manifest.load(bundle_dir)
+            self.extractor = self._extractor(self.manifest.fingerprint)
+            self.probe_extractor = (self._extractor(self.manifest.probe) if self.manifest.probe
+                                    else self.extractor)
+            self.store = Store.load(os.path.join(bundle_dir, self.manifest.store), expect=self.extractor.info)
+            self.selector = load_selector(os.path.join(bundle_dir, self.manifest.selector))
+        except (ManifestError, ValueError, OSError) as exc:
+            if s.config != "default":
+                raise
+            logger.warning("[init] bundled portfolio unusable (%s); using the built-in default as asked", exc)
+            self.manifest, self.selector = None, None
+            self.extractor = self.probe_extractor = self._extractor(FingerprintSpec("resnet18", None, 64))
+        if self.manifest is not None:
+            self._check_configs()
+        candidates = self._forced() if s.config else self._default_candidates()
+        resolutions = [self.extractor.resolution, self.probe_extractor.resolution,
+                       *(c.resolution for c in (candidates if s.config else self.configs.values()))]
+        self.engine = AnytimeEngine(num_classes=self.num_classes, train_size=metadata.size(),
+                                    probe_extractor=self.probe_extractor, candidates=candidates,
+                                    select=None if s.config or self.selector is None else self._rank,
+                                    weights_dir=self.weights_dir, storage_resolution=max(resolutions), settings=s)
+
+    # -- the platform calls ---------------------------------------------------------------------
+    @property
+    def done_training(self) -> bool:
+        return self.engine.done_training
+
+    @property
+    def config(self) -> TrainConfig | None:
+        return self.engine.config
+
+    def train(self, dataset: Any, remaining_time_budget: float | None = None) -> None:
+        self.engine.train(dataset, remaining_time_budget=remaining_time_budget)
+
+    def test(self, dataset: Any, remaining_time_budget: float | None = None) -> np.ndarray:
+        return self.engine.test(dataset, remaining_time_budget=remaining_time_budget)
+
+    # -- bundle ---------------------------------------------------------------------------------
+    def _extractor(self, spec: FingerprintSpec) -> FeatureExtractor:
+        weights = os.path.join(self.weights_dir, spec.weights) if spec.weights else None
+        return FeatureExtractor(spec.backbone, weights, resolution=spec.resolution, frames=spec.frames, seed=spec.seed)
+
+    def _check_configs(self) -> None:
+        """Load every configuration and build each (backbone, weights) pair once: what cannot run is
+        found here, outside the budget, and never selected."""
+        fits: dict[tuple[str, str], str | None] = {}
+        for relative in sorted({self.manifest.default, *self.manifest.configs.values()}):
+            try:
+                config = TrainConfig.load(os.path.join(self.bundle_dir, relative))
+            except ValueError as exc:
+                self.unusable[relative] = str(exc)
+                continue
+            if config.weights is not None:
+                key = (config.backbone, config.weights)
+                if key not in fits:
+                    try:
+                        get_backbone(config.backbone, num_classes=2,
+                                     weights_file=weights_path(self.weights_dir, *key))
+                        fits[key] = None
+                    except (WeightsError, ValueError, RuntimeError) as exc:
+                        fits[key] = str(exc)
+                if fits[key] is not None:
+                    self.unusable[relative] = fits[key]
+                    continue
+            self.configs[relative] = config
+        for relative, why in self.unusable.items():
+            logger.error("[init] configuration %s cannot run and will not be selected: %s", relative, why)
+
+    def _usable(self, relative: str) -> bool:
+        return relative in self.configs and relative not in self.manifest.unsafe
+
+    def _default_candidates(self) -> list[TrainConfig]:
+        """The default configuration, else any usable one; none at all leaves the probe alone."""
+        if self.manifest is None:
+            return [BUILTIN_DEFAULT]
+        order = [self.manifest.default, *sorted(self.configs)]
+        for relative in order:
+            if self._usable(relative):
+                return [self.configs[relative]]
+        logger.error("[init] no configuration of the bundle can run: the linear probe answers alone")
+        return []
+
+    def _forced(self) -> list[TrainConfig]:
+        name = self.settings.config
+        if self.manifest is None:
+            return [BUILTIN_DEFAULT]
+        relative = self.manifest.default if name == "default" else f"configs/{name}.json"
+        path = os.path.join(self.bundle_dir, relative)
+        if not os.path.isfile(path):
+            raise ValueError(f"forced configuration {name!r}: {path} not found")
+        if relative in self.unusable:
+            raise ValueError(f"forced configuration {name!r} cannot run: {self.unusable[relative]}")
+        return [self.configs[relative]]
+
+    # -- selection ------------------------------------------------------------------------------
+    def _rank(self, x: np.ndarray, y: np.ndarray) -> list[TrainConfig]:
+        """Fingerprint a random batch of the first sample; the usable configurations in the order of
+        the known datasets' ranking, the default last."""
+        batch = self.extractor.extract(
+            x[np.sort(self.engine.rng.choice(len(x), size=min(self.settings.fingerprint_batch, len(x)),
+                                             replace=False))])
+        if len(batch) < self.selector.min_batch:
+            logger.warning("[select] %d samples are too few for the selector: default configuration", len(batch))
+            return self._default_candidates()
+        row, col = self.metadata.get_matrix_size()
+        size = (row, col) if row > 0 and col > 0 else (x.shape[2], x.shape[3])
+        self.match = self.selector.rank(batch, meta_features_of(self.metadata, y, size))
+        order: list[str] = []
+        for dataset, score in self.match:
+            relative = self.manifest.configs.get(dataset)
+            if relative and self._usable(relative) and relative not in order:
+                if not order:
+                    logger.info("[select] most similar known dataset: %s (score %.2f); configuration %s",
+                                dataset, score, relative)
+                order.append(relative)
+        if self._usable(self.manifest.default) and self.manifest.default not in order:
+            order.append(self.manifest.default)
+        if len(order) == 1 and not any(self.manifest.configs.get(d) == order[0] for d, _ in self.match):
+            logger.warning("[select] no usable configuration among the matches: default configuration")
+        return [self.configs[r] for r in order] or self._default_candidates()
