@@ -5,7 +5,7 @@ PY := .venv/bin/python
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 export PYTHONPATH := $(CURDIR)
 
-.PHONY: venv test test-all demo proto bench-decode meta-train
+.PHONY: venv test test-all demo zip proto bench-decode meta-train
 
 venv:
 	@bash scripts/venv.sh >/dev/null
@@ -18,6 +18,11 @@ test-all: venv
 
 demo: venv
 	@bash scripts/demo.sh
+
+# The upload: submission.zip at the repository root (model.py, the code it imports, bundle/), with its
+# size breakdown; refused over 300 MB; then imported from the extracted zip with the platform's packages only.
+zip: venv
+	$(PY) -m portfolio.bundle --portfolio bundle --out submission.zip --overwrite
 
 # Regenerate metadata/autodl_data_pb2.py from metadata/autodl_data.proto (protoc from grpcio-tools).
 proto: venv

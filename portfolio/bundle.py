@@ -4,16 +4,20 @@
                                [--smoke-dataset AUTODL_DIR]
 
 DIR is a bundled-portfolio folder (`manifest.json`, `configs/*.json`, the fingerprint store and
-selector, `weights/`). Only the weights that the configurations and the fingerprint network use
-are packed; tests, benchmarks, caches and virtual environments never are. Over the limit the zip
-is refused with a size breakdown. After writing, the zip is extracted to a temporary folder and
-`from model import Model` runs there in a fresh process (with --smoke-dataset, the Model is also
-constructed on that dataset's metadata).
+selector, `weights/`). The code packed is computed, not listed: the project modules that
+`model.py` imports, followed through every import statement (those inside functions too); every
+other module they import must be the standard library's or one of the platform's packages
+(`PLATFORM_PACKAGES`), or the bundle is refused naming the file, line and module. Only the weights
+that the configurations and the fingerprint and probe networks use are packed. Over the limit the
+zip is refused with a size breakdown. After writing, the zip is extracted to an empty folder and
+`from model import Model` runs there in a fresh process that refuses any import outside the
+platform's packages (with --smoke-dataset, the Model is also constructed on that dataset's metadata).
 """
 
 from __future__ import annotations
 
 import argparse
+import ast
 import os
 import subprocess
 import sys
@@ -22,35 +26,96 @@ import zipfile
 from collections import defaultdict
 from pathlib import Path
 
-__all__ = ["CODE_PACKAGES", "BUNDLE_DIR", "BundleError", "bundle_files", "write_bundle", "smoke_test", "main"]
+from scoring.platform_ingestion import PLATFORM_PACKAGES
+
+__all__ = ["PLATFORM_PACKAGES", "BUNDLE_DIR", "BundleError", "runtime_modules", "bundle_files", "write_bundle",
+           "smoke_test", "main"]
 
 REPO = Path(__file__).resolve().parents[1]
-CODE_PACKAGES = ("metadata", "learner", "fingerprint", "portfolio")  # what model.py imports
 BUNDLE_DIR = "bundle"  # the portfolio's folder name inside the submission (model.py looks there)
 
 
 class BundleError(ValueError):
-    """The portfolio is incomplete, or the bundle is over its size limit."""
+    """The portfolio is incomplete, the code imports what the platform lacks, or the bundle is too large."""
+
+
+def _module_file(root: Path, name: str) -> Path | None:
+    parts = name.split(".")
+    base = root.joinpath(*parts)
+    if (base / "__init__.py").is_file():
+        return base / "__init__.py"
+    if base.with_suffix(".py").is_file():
+        return base.with_suffix(".py")
+    return None
+
+
+def runtime_modules(code_root: str = str(REPO), entry: str = "model.py") -> dict[str, Path]:
+    """{module name: file} of every project module `entry` imports, transitively.
+
+    Every import statement counts, also those inside functions: what is imported lazily at run
+    time must be in the zip just the same. A package's `__init__` comes with any of its modules.
+
+    Raises:
+        BundleError: a module imports something outside the project, the standard library and
+            `PLATFORM_PACKAGES` (names the file, line and module).
+    """
+    root = Path(code_root)
+    allowed = set(sys.stdlib_module_names) | set(PLATFORM_PACKAGES) | {"__future__"}
+    found: dict[str, Path] = {}
+    queue: list[tuple[str, Path]] = [("model", root / entry)]
+    problems = []
+    while queue:
+        name, path = queue.pop()
+        if name in found:
+            continue
+        found[name] = path
+        is_package = path.name == "__init__.py"
+        package = name if is_package else name.rpartition(".")[0]
+        wanted: list[tuple[str, int]] = []
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if isinstance(node, ast.Import):
+                wanted += [(alias.name, node.lineno) for alias in node.names]
+            elif isinstance(node, ast.ImportFrom):
+                if node.level:
+                    base = package.split(".")[: len(package.split(".")) - node.level + 1]
+                    module = ".".join([*base, node.module] if node.module else base)
+                else:
+                    module = node.module or ""
+                wanted.append((module, node.lineno))
+                wanted += [(f"{module}.{alias.name}", node.lineno) for alias in node.names]
+        for module, line in wanted:
+            top = module.split(".")[0]
+            if _module_file(root, top) is None:  # not ours: must exist on the platform
+                if top not in allowed:
+                    problems.append(f"{path.relative_to(root)}:{line}: imports {top!r}")
+                continue
+            parts = module.split(".")
+            for i in range(1, len(parts) + 1):  # the package chain, then the module itself
+                sub = ".".join(parts[:i])
+                file = _module_file(root, sub)
+                if file is not None and sub not in found:
+                    queue.append((sub, file))
+    if problems:
+        raise BundleError("the run-time code imports modules the AutoDL platform does not have "
+                          f"(only the standard library and {', '.join(PLATFORM_PACKAGES)}):\n  "
+                          + "\n  ".join(sorted(set(problems))))
+    return found
 
 
 def bundle_files(portfolio: str, code_root: str = str(REPO)) -> dict[str, Path]:
     """{path inside the zip: file on disk} for everything the submission needs."""
     from learner.config import TrainConfig
     from learner.weights import weights_path
-    from portfolio.manifest import MANIFEST, Manifest, ManifestError
+    from runtime.manifest import MANIFEST, Manifest, ManifestError
 
     root, folder = Path(code_root), Path(portfolio)
     try:
         manifest = Manifest.load(str(folder))
     except ManifestError as exc:
         raise BundleError(str(exc)) from exc
-    files: dict[str, Path] = {"model.py": root / "model.py"}
-    if not files["model.py"].is_file():
+    if not (root / "model.py").is_file():
         raise BundleError(f"{root}: no model.py")
-    for package in CODE_PACKAGES:
-        for path in sorted((root / package).rglob("*")):
-            if path.is_file() and "__pycache__" not in path.parts and path.suffix in (".py", ".proto", ".typed"):
-                files[str(path.relative_to(root))] = path
+    files: dict[str, Path] = {str(path.relative_to(root)): path for path in runtime_modules(str(root)).values()}
     weights = set()
     for config_file in {manifest.default, *manifest.configs.values()}:
         try:
@@ -101,23 +166,22 @@ def write_bundle(portfolio: str, out: str, *, limit_mb: float = 300.0, code_root
 
 
 def smoke_test(zip_path: str, dataset: str | None = None) -> str:
-    """Extract and import `Model` in a fresh process (construct it on `dataset`'s metadata if given)."""
-    dataset = os.path.abspath(dataset) if dataset else None  # the check runs inside the extraction folder
+    """Extract into an empty folder and import `Model` there as the platform would (construct it on
+    `dataset`'s metadata if given): a fresh process, nothing of this project on the import path, and
+    every import outside the platform's packages refused (`scoring/platform_ingestion.py`)."""
     with tempfile.TemporaryDirectory() as tmp:
+        code_dir, out = os.path.join(tmp, "submission"), os.path.join(tmp, "out")
         with zipfile.ZipFile(zip_path) as z:
-            z.extractall(tmp)
-        code = ["import sys", f"sys.path.insert(0, {tmp!r})", "from model import Model"]
-        if dataset:
-            code += ["from metadata.check import find_dataset", "from metadata.spec import AutoDLMetadata",
-                     "import os", f"name, data = find_dataset({dataset!r})",
-                     "m = Model(AutoDLMetadata(os.path.join(data, 'train')))"]
-        code.append("print('smoke test: Model imported' + (' and constructed' if 'm' in dir() else ''))")
+            z.extractall(code_dir)
+        command = [sys.executable, "-P", str(REPO / "scoring" / "platform_ingestion.py"), "--code_dir", code_dir,
+                   "--output_dir", out, "--reader_root", str(REPO)]
+        command += ["--dataset_dir", os.path.abspath(dataset), "--construct_only"] if dataset else ["--import_only"]
         env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-        result = subprocess.run([sys.executable, "-c", "\n".join(code)], cwd=tmp, env=env, capture_output=True,
-                                text=True, timeout=1200)
+        result = subprocess.run(command, cwd=code_dir, env=env, capture_output=True, text=True, timeout=1200)
         if result.returncode != 0:
             raise BundleError(f"smoke test failed (exit {result.returncode}):\n{result.stderr[-2000:]}")
-        return result.stdout.strip().splitlines()[-1]
+        return "smoke test: Model imported" + (" and constructed" if dataset else "") + \
+            " from the extracted zip, with the platform's packages only"
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,12 +1,17 @@
 """Local runner: ingestion in its own process, scoring beside it, as on the platform.
 
     python -m scoring.run --dataset-dir D --code-dir C --output-dir O [--time-budget 1200] [--t0 60]
-                          [--overwrite]
+                          [--overwrite] [--platform]
 
 D is a dataset folder (`<name>.data/` plus `<name>.solution`), C holds the submission's
 `model.py`. Writes O/predictions (ingestion output: start.txt, <task>.predict_*, end.txt),
 O/scores (scores.txt, learning-curve-<task>.png, detailed_results.html) and O/ingestion.log.
 Prints one line per prediction and a summary.
+
+With --platform, ingestion is `scoring/platform_ingestion.py`: the submission folder stands alone
+(its working directory, nothing of this project on the import path) and every import outside the
+platform's packages is refused, as on the AutoDL platform (O/predictions/platform_report.json lists
+what was refused and where each of the submission's modules came from).
 
 Exit status: 0 the run finished normally; 1 the model failed (its traceback is in ingestion.log;
 the partial ALC is still scored); 3 ingestion overran the budget and was stopped (predictions made
@@ -58,7 +63,8 @@ def _prepare_output(output_dir: Path, overwrite: bool) -> None:
 
 
 def run_local(dataset_dir: str, code_dir: str, output_dir: str, *, time_budget: float = 1200, t0: float = 60.0,
-              overwrite: bool = False, poll: float = 0.5, grace: float = 5.0, verbose: bool = True) -> RunResult:
+              overwrite: bool = False, poll: float = 0.5, grace: float = 5.0, verbose: bool = True,
+              platform: bool = False) -> RunResult:
     """Run ingestion and scoring on one dataset; see the module docstring for the layout."""
     dataset_dir, code_dir = os.path.abspath(dataset_dir), os.path.abspath(code_dir)
     if not os.path.isfile(os.path.join(code_dir, "model.py")):
@@ -71,13 +77,20 @@ def run_local(dataset_dir: str, code_dir: str, output_dir: str, *, time_budget: 
     prediction_dir, score_dir, log_path = out / "predictions", out / "scores", out / "ingestion.log"
     prediction_dir.mkdir()
     env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join([str(REPO), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
     env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    command = [sys.executable, "-m", "scoring.ingest", "--dataset_dir", dataset_dir, "--output_dir",
-               str(prediction_dir), "--code_dir", code_dir, "--time_budget", str(time_budget)]
+    if platform:
+        env.pop("PYTHONPATH", None)
+        command = [sys.executable, "-P", str(REPO / "scoring" / "platform_ingestion.py"), "--reader_root", str(REPO)]
+        cwd = code_dir
+    else:
+        env["PYTHONPATH"] = os.pathsep.join([str(REPO), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
+        command = [sys.executable, "-m", "scoring.ingest"]
+        cwd = str(out)
+    command += ["--dataset_dir", dataset_dir, "--output_dir", str(prediction_dir), "--code_dir", code_dir,
+                "--time_budget", str(time_budget)]
     log = open(log_path, "w")
     # Own session: the whole process group (data loader workers included) can be stopped at T.
-    process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=str(out),
+    process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=cwd,
                                start_new_session=True)
 
     def report(i: int, elapsed: float, score: float, running_alc: float) -> None:
@@ -131,11 +144,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--time-budget", type=float, default=1200.0)
     parser.add_argument("--t0", type=float, default=60.0)
     parser.add_argument("--overwrite", action="store_true")
+    parser.add_argument("--platform", action="store_true",
+                        help="ingest as the platform does: the code dir alone, only the platform's packages")
     args = parser.parse_args(argv)
     started = time.time()
     try:
         result = run_local(args.dataset_dir, args.code_dir, args.output_dir, time_budget=args.time_budget,
-                           t0=args.t0, overwrite=args.overwrite)
+                           t0=args.t0, overwrite=args.overwrite, platform=args.platform)
     except (FileExistsError, FileNotFoundError, ScoringError, AutoDLDataError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE

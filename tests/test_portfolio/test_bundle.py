@@ -72,7 +72,8 @@ def test_bundle_contents_and_smoke_test(code_root: Path, portfolio: Path, tmp_pa
     assert bundle_main(args) == 0
     assert "Model imported and constructed" in capsys.readouterr().out
     names = zipfile.ZipFile(out).namelist()
-    assert "model.py" in names and "metadata/spec.py" in names and "learner/trainer.py" in names
+    assert "model.py" in names and "metadata/spec.py" in names and "metadata/errors.py" in names
+    assert "learner/trainer.py" not in names and "metadata/writer.py" not in names  # only what model.py imports
     assert "bundle/weights/mobilenet_v3_small-pool.pt" in names and "bundle/configs/d2.json" in names
     assert not any(n.startswith("tests/") or "__pycache__" in n or "unused" in n for n in names)
     assert bundle_main(args) == 2  # never overwrites an existing zip
@@ -107,6 +108,24 @@ def test_failing_import_fails_the_smoke_test(code_root: Path, portfolio: Path, t
     (code_root / "model.py").write_text("import not_a_module\n")
     out = tmp_path / "s.zip"
     assert bundle_main(["--portfolio", str(portfolio), "--out", str(out), "--code-root", str(code_root)]) == 2
+
+
+def test_imports_outside_the_platform_are_refused_statically(code_root: Path, portfolio: Path, tmp_path: Path) -> None:
+    (code_root / "metadata" / "extra.py").write_text("def f():\n    import tqdm  # lazy: still packed, still refused\n")
+    (code_root / "model.py").write_text(MODEL + "from metadata import extra\n")
+    with pytest.raises(BundleError, match=r"metadata/extra\.py:2: imports 'tqdm'"):
+        write_bundle(str(portfolio), str(tmp_path / "t.zip"), code_root=str(code_root), progress=False)
+    assert not (tmp_path / "t.zip").exists()
+
+
+def test_dynamic_imports_outside_the_platform_fail_the_smoke_test(code_root: Path, portfolio: Path, tmp_path: Path,
+                                                                   capsys: pytest.CaptureFixture) -> None:
+    (code_root / "model.py").write_text(MODEL + "import importlib\ntry:\n    importlib.import_module('yaml')\n"
+                                        "except ImportError:\n    pass  # swallowed: the report still fails the run\n")
+    args = ["--portfolio", str(portfolio), "--out", str(tmp_path / "d.zip"), "--code-root", str(code_root)]
+    assert bundle_main(args) == 2
+    err = capsys.readouterr().err
+    assert "refused imports" in err and "'yaml'" in err and "model.py:" in err
 
 
 def test_probe_network_weights_are_packed_and_required(code_root: Path, portfolio: Path, tmp_path: Path) -> None:
