@@ -1,12 +1,14 @@
 """ALC of the submission against simpler alternatives, side by side in one run.
 
-    python benchmarks/alc.py --datasets D [D ...] [--time-budget 300 --t0 15] [--bundle bundle] [--out runs/alc]
+    python benchmarks/alc.py --datasets D [D ...] [--time-budget 300 --t0 15] [--repeats 3] [--bundle bundle]
+                             [--methods meta-learned,forced default,linear baseline] [--out runs/alc]
 
 For each dataset, through the local runner: (a) the meta-learned Model, (b) the same Model forced
 to the bundle's default configuration (AUTODL_CONFIG=default: no selection), (c) the linear
 baseline of `benchmarks/baselines/linear`. Prints a markdown table (ALC, time to first prediction,
-final NAUC, per dataset and mean), also written to OUT/table.md, and one learning-curve figure
-per dataset. The CPU default T = 300 s, t0 = 15 s keeps the platform's curve shape (T/t0 = 20);
+final NAUC, per dataset and mean; with --repeats, the mean ± standard deviation over repeats), also
+written to OUT/table.md, and one learning-curve figure per dataset (first repeat). The CPU default
+T = 300 s, t0 = 15 s keeps the platform's curve shape (T/t0 = 20);
 `--time-budget 1200 --t0 60` reproduces the platform.
 """
 
@@ -39,42 +41,55 @@ def main() -> None:
     p.add_argument("--bundle", default=str(REPO / "bundle"))
     p.add_argument("--out", default=str(REPO / "runs" / "alc"))
     p.add_argument("--methods", default=",".join(METHODS))
+    p.add_argument("--repeats", type=int, default=1)
     args = p.parse_args()
     os.environ["AUTODL_BUNDLE"] = os.path.abspath(args.bundle)
     methods = args.methods.split(",")
-    rows = {}
+    rows: dict[tuple[str, str], list[tuple[float, float | None, float, int]]] = {}
     for dataset in args.datasets:
         name = Path(dataset).name
         runs = []
         for method in methods:
             code, env = METHODS[method]
-            saved = {k: os.environ.get(k) for k in env}
-            os.environ.update(env)
-            out = Path(args.out) / name / method.replace(" ", "_")
-            try:
-                result = run_local(dataset, str(code), str(out), time_budget=args.time_budget, t0=args.t0,
-                                   overwrite=True, verbose=False)
-            finally:
-                for k, v in saved.items():
-                    os.environ.pop(k) if v is None else os.environ.__setitem__(k, v)
-            o = result.outcome
-            rows[(name, method)] = (o.alc, o.first_prediction_time, o.scores[-1] if o.scores else float("nan"),
-                                    result.exit_code)
-            runs.append(str(out))
-            print(f"[alc] {name} / {method}: ALC {o.alc:.4f}", flush=True)
+            for repeat in range(args.repeats):
+                saved = {k: os.environ.get(k) for k in env}
+                os.environ.update(env)
+                out = Path(args.out) / name / method.replace(" ", "_") / (f"r{repeat}" if args.repeats > 1 else "")
+                try:
+                    result = run_local(dataset, str(code), str(out), time_budget=args.time_budget, t0=args.t0,
+                                       overwrite=True, verbose=False)
+                finally:
+                    for k, v in saved.items():
+                        os.environ.pop(k) if v is None else os.environ.__setitem__(k, v)
+                o = result.outcome
+                rows.setdefault((name, method), []).append(
+                    (o.alc, o.first_prediction_time, o.scores[-1] if o.scores else float("nan"), result.exit_code))
+                if repeat == 0:
+                    runs.append(str(out))
+                print(f"[alc] {name} / {method} / repeat {repeat}: ALC {o.alc:.4f}", flush=True)
         compare(runs, str(Path(args.out) / f"curves-{name}.png"), t0=args.t0)
-    lines = [f"ALC benchmark: T = {args.time_budget:g} s, t0 = {args.t0:g} s, bundle {args.bundle}", "",
+    repeats = f", mean ± sd of {args.repeats} repeats" if args.repeats > 1 else ""
+    lines = [f"ALC benchmark: T = {args.time_budget:g} s, t0 = {args.t0:g} s, bundle {args.bundle}{repeats}", "",
              "| dataset | " + " | ".join(f"{m}: ALC / first (s) / final NAUC" for m in methods) + " |",
              "|---|" + "---|" * len(methods)]
     names = [Path(d).name for d in args.datasets]
+
+    def spread(values: list[float]) -> str:
+        return f" ± {statistics.stdev(values):.3f}" if len(values) > 1 else ""
+
     for name in names:
         cells = []
         for m in methods:
-            a, first, final, code = rows[(name, m)]
-            flag = "" if code == 0 else f" (exit {code})"
-            cells.append(f"{a:.4f} / {'-' if first is None else f'{first:.1f}'} / {final:.3f}{flag}")
+            runs_ = rows[(name, m)]
+            alcs = [r[0] for r in runs_]
+            firsts = [r[1] for r in runs_ if r[1] is not None]
+            finals = [r[2] for r in runs_]
+            failed = [r[3] for r in runs_ if r[3] != 0]
+            flag = f" (exit {', '.join(map(str, failed))})" if failed else ""
+            first = f"{statistics.fmean(firsts):.1f}" if firsts else "-"
+            cells.append(f"{statistics.fmean(alcs):.4f}{spread(alcs)} / {first} / {statistics.fmean(finals):.3f}{flag}")
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
-    means = [statistics.fmean(rows[(n, m)][0] for n in names) for m in methods]
+    means = [statistics.fmean(statistics.fmean(r[0] for r in rows[(n, m)]) for n in names) for m in methods]
     lines.append("| **mean** | " + " | ".join(f"**{v:.4f}**" for v in means) + " |")
     table = "\n".join(lines) + "\n"
     (Path(args.out) / "table.md").write_text(table)

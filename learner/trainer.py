@@ -94,6 +94,11 @@ class Trainer:
         self._step_time: float | None = None
         self._snapshot: dict | None = None
 
+    @property
+    def step_time(self) -> float | None:
+        """Seconds per training step (moving average), None before the first step."""
+        return self._step_time
+
     # -- data -----------------------------------------------------------------------------------
     def set_train_data(self, train_set: TrainSet) -> None:
         self.train_set = train_set

@@ -2,7 +2,7 @@
 
 A known dataset's train split is cut (stratified, seeded) into a training part and a held-out
 part; the held-out part plays the test split (its labels hidden from the engine). The run-time
-flow's own engine (`runtime.engine.AnytimeEngine`: probe first, then fine-tuning rounds) is driven
+flow's own engine (`runtime.engine.AnytimeEngine`: pixel model and probe first, then fine-tuning rounds) is driven
 by the platform's loop (train, test, timestamp) for `budget` seconds, and the NAUC of each answer
 gives the ALC with T = budget and t0 = budget / 20 (the platform's curve shape). The dataset's test
 split is never used. Objectives have the signature `fn(config, budget, context) -> result` and are

@@ -126,7 +126,7 @@ class AnytimeClassifier:
         for relative in order:
             if self._usable(relative):
                 return [self.configs[relative]]
-        logger.error("[init] no configuration of the bundle can run: the linear probe answers alone")
+        logger.error("[init] no configuration of the bundle can run: the linear models answer alone")
         return []
 
     def _forced(self) -> list[TrainConfig]:

@@ -3,27 +3,35 @@
 The platform alternates `train` and `test` and scores every answer; the engine decides what each
 `train` call does from its phase and the time left:
 
-1. `FIRST_ANSWER`: decode a first sample of the training data, ask the selector (if any) for the
-   configurations to try, fit a linear probe on frozen features of the sample. The next `test`
-   answers within seconds.
-2. `PREPARE`: decode the training set (capped by the time left; the rest is streamed), refit the
-   probe on more of it when time allows, build the network of the current configuration, and run
-   a first fine-tuning slice.
-3. `FINE_TUNE`: fine-tune in slices that grow each round; each `test` answers with whichever of
-   probe and network validates better.
-4. `DONE`: nothing left that helps: `done_training` is set.
+1. `FIRST_ANSWER`: decode a first sample of the training data and fit a logistic regression on its
+   downsampled pixels: the first `test` answers within about a second.
+2. `PROBE`: fit a linear probe on frozen-network features of the sample (the next answer).
+3. `PREPARE`: fingerprint the sample and let the selector order the configurations, decode the
+   training set (capped by the time left; the rest is streamed), grow the validation set from it,
+   refit the pixel model and the probe on more data, build the network of the first configuration
+   and run a first fine-tuning slice.
+4. `FINE_TUNE`: fine-tune in slices that grow each round; when the network stops improving, the
+   next configuration gets its turn (while time allows).
+5. `DONE`: nothing left that helps: `done_training` is set.
+
+Answers. Every predictor (pixel model, probe, network) is scored on one validation set, and the
+answer is a blend of them: a new predictor, or a blend of it with the current answer (weights
+0.25/0.5/0.75), replaces the current answer only when a bootstrap of the validation set says it is
+better with probability `switch_confidence` (for the probe and the refit models, the better informed
+ones, unless they are that surely worse). An answer's test predictions are computed once and kept,
+so the Model never answers with a network state that validated worse than an earlier answer.
 
 All inputs, validation and test alike, are decoded once by the same function at one storage
 resolution and resized to each predictor's resolution by the same code, so the validation score
 that picks the answer is measured on inputs prepared exactly like the scored ones.
 
-Fault boundary: once the probe has answered, no failure of later work (weights that do not load,
-a backbone that cannot be built, a loss that stays non-finite, running out of memory, a failing
+Fault boundary: once a first answer exists, no failure of later work (weights that do not load, a
+backbone that cannot be built, a loss that stays non-finite, running out of memory, a failing
 prediction) may cost the run. A failure is logged once with its error and recorded in `faults`;
 the configuration is dropped, the next candidate is tried when time allows, and meanwhile `test`
-answers with the best valid predictor. The offline objective (`portfolio.objective`) runs this
-same engine on a held-out split of each known dataset, so what is tuned and ranked offline is what
-runs at submission time.
+answers with the best valid answer. The offline objective (`portfolio.objective`) runs this same
+engine on a held-out split of each known dataset, so what is tuned and ranked offline is what runs
+at submission time.
 """
 
 from __future__ import annotations
@@ -33,30 +41,33 @@ import logging
 import math
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
 import learner  # noqa: F401  (triton guard before torch)
+import torch
 from fingerprint.extractor import FeatureExtractor
 from learner.config import TrainConfig
-from learner.data import TrainSet, is_multilabel, load_train_set, stratified_split
+from learner.data import TrainSet, is_multilabel, load_train_set, stratified_split, to_float_batch
 from learner.trainer import Trainer
 from metadata.arrays import to_arrays
 from runtime.probe import LinearProbe
 from runtime.settings import RuntimeSettings
 from scoring.metrics import ScoringError, nauc
 
-__all__ = ["Phase", "Clock", "Fault", "AnytimeEngine"]
+__all__ = ["Phase", "Clock", "Fault", "Answer", "AnytimeEngine", "pixel_features"]
 
 logger = logging.getLogger(__name__)
 
 Selector = Callable[[np.ndarray, np.ndarray], Sequence[TrainConfig]]
+BLEND_WEIGHTS = (0.25, 0.5, 0.75)  # share of the current answer in a blend with a new predictor
 
 
 class Phase(enum.Enum):
     FIRST_ANSWER = "first answer"
+    PROBE = "probe"
     PREPARE = "prepare"
     FINE_TUNE = "fine-tune"
     DONE = "done"
@@ -84,6 +95,47 @@ class Fault:
     error: str
 
 
+@dataclass
+class Answer:
+    """What `test` returns: a weighted blend of predictors, its validation predictions and score.
+
+    `recipe` maps predictor names to weights; `test` is filled in by the first `test` call after the
+    answer was chosen and kept from then on.
+    """
+
+    recipe: dict[str, float]
+    val: np.ndarray
+    score: float
+    test: np.ndarray | None = None
+    label: str = ""
+
+
+@dataclass
+class _Predictor:
+    """A fitted predictor: validation predictions now, test predictions on demand (cached)."""
+
+    name: str
+    val: np.ndarray
+    make_test: Callable[[], np.ndarray]
+    val_score: float
+    test: np.ndarray | None = field(default=None, repr=False)
+
+    def test_predictions(self) -> np.ndarray:
+        if self.test is None:
+            self.test = self.make_test()
+        return self.test
+
+
+def pixel_features(x: np.ndarray, size: int) -> np.ndarray:
+    """float32 `[N, size*size*C]` of uint8 `[N, T, H, W, C]`: the middle frame, downsampled, in [0, 1]."""
+    frames = x[:, x.shape[1] // 2]
+    out = []
+    for i in range(0, len(frames), 512):
+        batch = to_float_batch(frames[i:i + 512], torch.device("cpu"), size, channels_last=False)
+        out.append(batch.reshape(len(batch), -1).numpy())
+    return np.concatenate(out) if out else np.zeros((0, size * size * x.shape[-1]), np.float32)
+
+
 class AnytimeEngine:
     """The anytime run on one dataset: `train`, `test`, `done_training`, as the platform calls them.
 
@@ -91,7 +143,7 @@ class AnytimeEngine:
         num_classes: output dimension.
         train_size: training samples the dataset holds (from its metadata).
         probe_extractor: frozen network whose features the linear probe uses.
-        candidates: configurations to fine-tune, best first; later ones are tried only after a fault.
+        candidates: configurations to fine-tune, best first; later ones are tried after a fault or a stall.
         select: optional; called once with the first sample `(x, y)` (uint8 `[N,T,H,W,C]`, labels),
             returns the candidates to use instead (a failure keeps `candidates`).
         weights_dir: folder of the configurations' weights files.
@@ -114,18 +166,20 @@ class AnytimeEngine:
         self.faults: list[Fault] = []
         self.rng = np.random.default_rng(self.settings.seed)
         self.probe: LinearProbe | None = None
+        self.pixel_model: LinearProbe | None = None
         self.trainer: Trainer | None = None
         self.train_data: TrainSet | None = None
-        self.probe_val = self.net_val = -np.inf
-        self.use_network = False
+        self.predictors: dict[str, _Predictor] = {}
+        self.answer: Answer | None = None
+        self.pending: Answer | None = None
         self.test_x: np.ndarray | None = None
-        self.test_features: np.ndarray | None = None
-        self.network_answer: np.ndarray | None = None  # the live network's last test answer
-        self.kept_answer: tuple[float, np.ndarray] | None = None  # (validation, answer) of a network that failed
         self.test_seconds: float | None = None
+        self.predict_rate: float | None = None  # network predictions per second (measured on validation)
+        self.net_best = -np.inf
         self.slice = self.settings.first_slice
         self.stale_rounds = 0
         self.rounds = 0
+        self.selected = False
 
     @property
     def done_training(self) -> bool:
@@ -141,11 +195,13 @@ class AnytimeEngine:
         self.clock.set(remaining_time_budget)
         if self.phase is Phase.FIRST_ANSWER:  # no answer yet: a failure here has nothing to protect
             self._first_answer(dataset)
-            self.phase = Phase.PREPARE if self.candidates else Phase.DONE
             return
         if self.phase is Phase.DONE:
             return
         try:
+            if self.phase is Phase.PROBE:
+                self._probe()
+                return
             if self.phase is Phase.PREPARE:
                 self._prepare(dataset)
             if self.phase is Phase.FINE_TUNE:
@@ -157,21 +213,18 @@ class AnytimeEngine:
         start = time.time()
         if self.test_x is None:  # decoded once, like the validation sample
             self.test_x = to_arrays(dataset, size=(self.resolution,) * 2).x
-        prediction = None
-        if self.use_network and self.trainer is not None:
+        if self.pending is not None:
+            pending, self.pending = self.pending, None
             try:
-                prediction = self.trainer.predict(self.test_x)
-                self.network_answer = prediction
-            except Exception as exc:  # noqa: BLE001 - the fault boundary: fall back to the best valid answer
+                pending.test = self._test_predictions(pending.recipe)
+                self.answer = pending
+                logger.info("[test] answering with %s (validation NAUC %.3f)", pending.label, pending.score)
+            except Exception as exc:  # noqa: BLE001 - the fault boundary, once an answer exists
+                if self.answer is None:
+                    raise
                 self._fault(exc)
-        if prediction is None and self.kept_answer is not None and self.kept_answer[0] > self.probe_val:
-            prediction = self.kept_answer[1]  # a network that failed later: its last answer validated best
-        if prediction is None:
-            if self.test_features is None:
-                self.test_features = self.probe_extractor.extract(self.test_x)
-            prediction = self.probe.predict(self.test_features)
         self.test_seconds = time.time() - start
-        return prediction.astype(np.float32, copy=False)
+        return self.answer.test.astype(np.float32, copy=False)
 
     # -- phases ---------------------------------------------------------------------------------
     def _first_answer(self, dataset: Any) -> None:
@@ -180,49 +233,95 @@ class AnytimeEngine:
         x, y = self._read_probe_sample(dataset)
         self.decode_rate = len(x) / max(time.time() - start, 1e-3)  # samples/s, an upper bound of the cost
         self.probe_count = len(x)  # the cached training set holds at least these (validation inside)
-        if self.select is not None:
-            try:
-                self.candidates = list(self.select(x, y)) or self.candidates
-            except Exception as exc:  # noqa: BLE001 - selection is an optimisation; the candidates stand
-                logger.exception("[select] selection failed (%s); keeping the default configuration", exc)
+        self.sample_x, self.sample_y = x, y
         self.multilabel = is_multilabel(y)
+        self.train_idx, self.val_idx = (stratified_split(y, s.val_fraction, s.seed) if len(y) >= 4
+                                        else (np.arange(len(y)), np.arange(len(y))))
+        self.val_x, self.val_y = x[self.val_idx], y[self.val_idx]
+        if not s.select_late:
+            self._select()
+        if s.pixel_first:
+            tick = time.time()
+            self._fit_pixel_model(x[self.train_idx], y[self.train_idx])
+            self.pixel_rate = len(self.train_idx) / max(time.time() - tick, 1e-3)
+            self.phase = Phase.PROBE
+            logger.info("[train] pixel model on %d samples in %.1f s (validation NAUC %.3f)", len(self.train_idx),
+                        time.time() - start, self.predictors["pixels"].val_score)
+            if self._probe_seconds(x) <= s.probe_inline:  # the probe is cheap here: it joins the first answer
+                self._probe()
+        else:
+            self._probe()
+        logger.info("[train] first answer ready in %.1f s", time.time() - start)
+
+    def _probe_seconds(self, x: np.ndarray) -> float:
+        """Estimated seconds of probe features for the sample, timed on a few of its samples."""
         tick = time.time()
-        features = self.probe_extractor.extract(x)
-        self.feature_rate = len(x) / max(time.time() - tick, 1e-3)
-        train_idx, self.val_idx = (stratified_split(y, s.val_fraction, s.seed) if len(y) >= 4
-                                   else (np.arange(len(y)), np.arange(len(y))))
+        self.probe_extractor.extract(x[:8])
+        return len(x) * (time.time() - tick) / min(8, len(x))
+
+    def _probe(self) -> None:
+        """Fit the linear probe on frozen features of the first sample."""
+        s = self.settings
         tick = time.time()
-        self.probe = LinearProbe(self.multilabel, self.num_classes, s.seed).fit(features[train_idx], y[train_idx])
-        self.probe_fit_rate = len(train_idx) / max(time.time() - tick, 1e-3)
-        self.val_x, self.val_y, self.val_features = x[self.val_idx], y[self.val_idx], features[self.val_idx]
-        self.probe_val = self._val_score(self.probe.predict(self.val_features))
-        logger.info("[train] probe on %d samples in %.1f s (validation NAUC %.3f); configuration %s",
-                    len(train_idx), time.time() - start, self.probe_val, self._name(self.config))
+        features = self.probe_extractor.extract(self.sample_x)
+        self.feature_rate = len(features) / max(time.time() - tick, 1e-3)
+        tick = time.time()
+        self.probe = LinearProbe(self.multilabel, self.num_classes, s.seed).fit(features[self.train_idx],
+                                                                                 self.sample_y[self.train_idx])
+        self.probe_fit_rate = len(self.train_idx) / max(time.time() - tick, 1e-3)
+        self.val_features = features[self.val_idx]
+        self._add_probe_predictor()
+        self._consider(["probe"], prefer_new=True)
+        logger.info("[train] probe on %d samples (validation NAUC %.3f); configuration %s", len(self.train_idx),
+                    self.predictors["probe"].val_score, self._name(self.config))
+        self.phase = Phase.PREPARE if self.candidates else Phase.DONE
+
+    def _select(self) -> None:
+        if self.select is None or self.selected:
+            return
+        self.selected = True
+        try:
+            self.candidates = list(self.select(self.sample_x, self.sample_y)) or self.candidates
+        except Exception as exc:  # noqa: BLE001 - selection is an optimisation; the candidates stand
+            logger.exception("[select] selection failed (%s); keeping the default configuration", exc)
 
     def _reserve(self) -> float:
-        return (self.test_seconds or 5.0) * 1.5 + self.settings.safety
+        """Time kept for the next `test`: the slower of the last one and a network prediction, plus safety."""
+        expected = self.test_seconds or 5.0
+        if self.predict_rate and self.test_x is not None:
+            expected = max(expected, len(self.test_x) / self.predict_rate)
+        return expected * 1.5 + self.settings.safety
 
     def _prepare(self, dataset: Any) -> None:
-        """Decode the training set once (and refit the probe on it), then build the current network."""
+        """Select, decode the training set once (grow validation, refit the linear models), build the network."""
         s = self.settings
+        self._select()
+        if not self.candidates:
+            self.phase = Phase.DONE
+            return
         available = self.clock.left() - self._reserve()
         if available < 2 * s.first_slice:
             logger.info("[train] %.0f s left: not enough to fine-tune; done", self.clock.left())
             self.phase = Phase.DONE
             return
         if self.train_data is None:
-            self._decode_training_set(dataset, available)
-            self._refit_probe(available)
+            x, y = self._decode_training_set(dataset, available)
+            x, y = self._grow_validation(x, y, available)
+            self.train_data = TrainSet(x, y, stream=self._stream, seed=s.seed)
+            self._refit(x, y, available)
+            if self.pending is not None:  # deliver the better answer now; the network comes next call
+                return
         c = self.config
         self.trainer = Trainer(c, num_classes=self.num_classes, in_channels=self.train_data.x.shape[-1],
                                weights_dir=self.weights_dir if c.weights else None, multilabel=self.multilabel,
                                seed=s.seed, max_divergences=s.max_divergences)
         self.trainer.set_train_data(self.train_data)
-        self.net_val, self.stale_rounds, self.slice = -np.inf, 0, s.first_slice
+        self.net_best, self.stale_rounds, self.slice = -np.inf, 0, s.first_slice
         self.phase = Phase.FINE_TUNE
 
-    def _decode_training_set(self, dataset: Any, available: float) -> None:
-        """As much as `decode_share` of the time left allows now (at the probe sample's rate); the rest streamed."""
+    def _decode_training_set(self, dataset: Any, available: float) -> tuple[np.ndarray, np.ndarray]:
+        """As much as `decode_share` of the time left allows now (at the probe sample's rate); the rest
+        streamed. Returns the decoded samples without the validation ones."""
         s = self.settings
         affordable = max(int(self.decode_rate * s.decode_share * available), self.probe_count)
         max_samples = affordable if 0 < affordable < self.train_size else None
@@ -232,68 +331,228 @@ class AnytimeEngine:
         batch = self.config.batch_size if self.config else 32
         data = load_train_set(dataset, resolution=self.resolution, batch_size=batch, max_bytes=s.cache_bytes,
                               max_samples=max_samples, stream_rest=True, seed=s.seed)
+        self._stream = data.stream
         keep = np.setdiff1d(np.arange(len(data)), self.val_idx)  # the validation samples stay out
-        self.train_data = TrainSet(data.x[keep], data.y[keep], stream=data.stream, seed=s.seed)
+        return data.x[keep], data.y[keep]
 
-    def _refit_probe(self, available: float) -> None:
-        """Refit the probe on more of the decoded training set (as many samples as `refit_share` of the
-        time left affords, at most `refit_samples`): the probe answers until the network beats it, so
-        a better probe lifts the early, heavily weighted part of the curve. Kept only if it validates
-        at least as well as the first one."""
+    def _grow_validation(self, x: np.ndarray, y: np.ndarray, available: float) -> tuple[np.ndarray, np.ndarray]:
+        """Move a stratified part of the decoded training samples beyond the probe sample to validation,
+        up to `val_samples` in all, `val_share` of the decoded set and half of what lies beyond the probe
+        sample, as many as a twentieth of the time left affords at the probe's feature rate. Every
+        predictor and the answer are rescored on the larger set. Returns the training samples left."""
         s = self.settings
-        x, y = self.train_data.x, self.train_data.y
+        if self.probe is None:
+            return x, y
+        beyond = np.arange(len(x))[len(self.train_idx):]  # decoded samples outside the probe sample
+        target = min(s.val_samples, int(s.val_share * (len(x) + len(self.val_y))))
+        extra = min(target - len(self.val_y), len(beyond) // 2, int(0.05 * available * self.feature_rate))
+        if extra < max(10, len(self.val_y) // 4):
+            return x, y
+        _, chosen = stratified_split(y[beyond], extra / len(beyond), s.seed)
+        move = beyond[chosen]
+        self.val_x = np.concatenate([self.val_x, x[move]])
+        self.val_y = np.concatenate([self.val_y, y[move]])
+        self.val_features = np.concatenate([self.val_features, self.probe_extractor.extract(x[move])])
+        if self.pixel_model is not None:
+            self._add_pixel_predictor("pixels")
+        self._add_probe_predictor("probe")
+        for answer in (self.answer, self.pending):  # rescored from its recipe: only linear models exist so far
+            if answer is not None:
+                answer.val = sum(w * self.predictors[name].val for name, w in answer.recipe.items())
+                answer.score = self._val_score(answer.val)
+        logger.info("[train] validation grown to %d samples (+%d from the decoded training set)", len(self.val_y),
+                    len(move))
+        keep = np.setdiff1d(np.arange(len(x)), move)
+        return x[keep], y[keep]
+
+    def _refit(self, x: np.ndarray, y: np.ndarray, available: float) -> None:
+        """Refit the pixel model and the probe on more of the decoded training set (as many samples as
+        `refit_share` of the time left affords, at most `refit_samples`): they answer until the network
+        beats them, so better linear models lift the early, heavily weighted part of the curve."""
+        s = self.settings
+        if self.probe is None:
+            return
         seconds_per_sample = 1.0 / self.feature_rate + 1.0 / self.probe_fit_rate
+        if self.pixel_model is not None:
+            seconds_per_sample += 1.0 / self.pixel_rate
         n = min(len(x), s.refit_samples, int(s.refit_share * available / seconds_per_sample))
-        if n < 2 * self.probe_count:  # too little gain for the time
+        if n < 2 * len(self.train_idx):  # too little gain for the time
             return
         start = time.time()
         idx = np.sort(self.rng.choice(len(x), size=n, replace=False))
-        probe = LinearProbe(self.multilabel, self.num_classes, s.seed).fit(self.probe_extractor.extract(x[idx]), y[idx])
-        score = self._val_score(probe.predict(self.val_features))
-        logger.info("[train] probe refit on %d samples in %.1f s: validation NAUC %.3f (was %.3f)", n,
-                    time.time() - start, score, self.probe_val)
-        if score >= self.probe_val:
-            self.probe, self.probe_val = probe, score
+        names = []
+        if self.pixel_model is not None:
+            self._fit_pixel_model(x[idx], y[idx], name="pixels-refit")
+            names.append("pixels-refit")
+        self.probe = LinearProbe(self.multilabel, self.num_classes, s.seed).fit(self.probe_extractor.extract(x[idx]),
+                                                                                 y[idx])
+        self._add_probe_predictor("probe-refit")
+        names.append("probe-refit")
+        logger.info("[train] linear models refit on %d samples in %.1f s: validation NAUC %s", n, time.time() - start,
+                    ", ".join(f"{m} {self.predictors[m].val_score:.3f}" for m in names))
+        self._consider(names, prefer_new=True)
 
     def _fine_tune_round(self) -> None:
         s = self.settings
         available = self.clock.left() - self._reserve()
-        if available < 1.0:
+        step = self.trainer.step_time or 0.0
+        if available < max(1.0, step):
             self.phase = Phase.DONE
             return
-        stats = self.trainer.train_for(min(self.slice, available))
+        # a slice holds at least two steps: a round without training would only cost a validation pass
+        stats = self.trainer.train_for(min(max(self.slice, 2 * step), available))
         self.slice *= s.growth
         self.rounds += 1
-        score = self._val_score(self.trainer.predict(self.val_x))
-        if score > self.net_val + 1e-4:
-            self.net_val, self.stale_rounds = score, 0
+        tick = time.time()
+        val = self.trainer.predict(self.val_x)
+        self.predict_rate = len(self.val_x) / max(time.time() - tick, 1e-3)
+        score = self._val_score(val)
+        if score > self.net_best + 1e-4:
+            self.net_best, self.stale_rounds = score, 0
         else:
             self.stale_rounds += 1
-        kept = self.kept_answer[0] if self.kept_answer is not None else -np.inf
-        self.use_network = self.net_val >= max(self.probe_val, kept)
-        logger.info("[train] round %d: %d steps in %.1f s, validation NAUC %.3f (probe %.3f)", self.rounds,
-                    stats.steps, stats.seconds, score, self.probe_val)
-        if self.stale_rounds >= s.patience or self.clock.left() - self._reserve() < 1.0:
+        name = f"network-{self.rounds}"
+        trainer = self.trainer
+        self.predictors[name] = _Predictor(name, val, lambda: trainer.predict(self.test_x), score)
+        logger.info("[train] round %d (%s): %d steps in %.1f s, validation NAUC %.3f (answer %.3f)", self.rounds,
+                    self._name(self.config), stats.steps, stats.seconds, score, self.answer.score)
+        self._consider([name], prefer_new=False)
+        if self.clock.left() - self._reserve() < 1.0:
             self.phase = Phase.DONE
+        elif self.stale_rounds >= s.patience:
+            self._next_configuration("fine-tuning stopped improving")
 
-    # -- faults ---------------------------------------------------------------------------------
-    def _fault(self, exc: BaseException) -> None:
-        """Log and record a failure, drop the failed configuration, and go on with what is left."""
-        name = self._name(self.config)
-        self.faults.append(Fault(self.phase.value, name, f"{type(exc).__name__}: {exc}"))
-        logger.error("[fault] %s failed in phase %r (%s: %s); answering with the best valid predictor",
-                     name, self.phase.value, type(exc).__name__, exc, exc_info=exc)
-        if self.use_network and self.network_answer is not None:
-            if self.kept_answer is None or self.net_val > self.kept_answer[0]:
-                self.kept_answer = (self.net_val, self.network_answer)
-        self.trainer, self.use_network, self.network_answer, self.net_val = None, False, None, -np.inf
+    # -- answers --------------------------------------------------------------------------------
+    def _consider(self, names: list[str], *, prefer_new: bool) -> None:
+        """Let new predictors (alone, or blended with the current answer) challenge the answer.
+
+        The default is the current answer, or with `prefer_new` the best new predictor alone unless it is
+        surely worse than the current answer; any other challenger (a blend, or a new predictor when
+        the current answer is the default) must be surely better than the default to replace it.
+        """
+        base = self.pending or self.answer
+        alone = [Answer({n: 1.0}, self.predictors[n].val, self.predictors[n].val_score, label=n) for n in names]
+        if base is None:
+            self.pending = max(alone, key=lambda a: a.score)
+            return
+        trusted = len(self.val_y) >= self.settings.min_val_choice  # too few samples: no blend weights fitted on them
+        default = base
+        if prefer_new:
+            best_new = max(alone, key=lambda a: a.score)
+            if not (trusted and self._surely_better(base, best_new)):
+                default = best_new
+        challengers = [a for a in alone if a is not default]
+        if self.settings.blend and trusted:
+            for a in alone:
+                for w in BLEND_WEIGHTS:
+                    recipe = {k: w * v for k, v in base.recipe.items()}
+                    recipe[a.label] = recipe.get(a.label, 0.0) + 1 - w
+                    val = w * base.val + (1 - w) * a.val
+                    challengers.append(Answer(recipe, val, self._val_score(val)))
+        best = max(challengers, key=lambda a: a.score) if challengers else default
+        if not trusted:
+            logger.info("[answer] %d validation samples: below %d, no blends, priors for the linear models",
+                        len(self.val_y), self.settings.min_val_choice)
+        chosen = best if best is not default and self._surely_better(best, default) else default
+        if chosen is not base:
+            parts = sorted(chosen.recipe.items(), key=lambda kv: -kv[1])
+            chosen.label = " + ".join(f"{name} {w:.2f}" for name, w in parts)
+            self.pending = chosen
+        logger.info("[answer] %s (validation NAUC %.3f; was %.3f)", "switch to " + chosen.label if chosen is not base
+                    else f"keep (best challenger {best.score:.3f})", chosen.score, base.score)
+
+    def _surely_better(self, challenger: Answer, current: Answer) -> bool:
+        """`switch_confidence` of the bootstrap says the challenger validates better (0: a plain comparison)."""
+        needed = self.settings.switch_confidence
+        if challenger.score <= current.score:
+            return False
+        return needed == 0 or self._confidence(current.val, challenger.val) >= needed
+
+    def _confidence(self, current: np.ndarray, challenger: np.ndarray) -> float:
+        """Bootstrap probability that the challenger's validation NAUC beats the current one's."""
+        n = len(self.val_y)
+        wins = total = 0.0
+        for _ in range(self.settings.bootstrap):
+            idx = self.rng.integers(0, n, n)
+            try:
+                diff = nauc(self.val_y[idx], challenger[idx]) - nauc(self.val_y[idx], current[idx])
+            except ScoringError:  # a resample without both classes in any column says nothing
+                continue
+            wins += 1.0 if diff > 0 else 0.5 if diff == 0 else 0.0
+            total += 1
+        return wins / total if total else 0.5
+
+    def _test_predictions(self, recipe: dict[str, float]) -> np.ndarray:
+        """The blend's test predictions; a predictor whose test predictions were cached by an earlier answer
+        (a network state since trained on) is taken from there."""
+        out = None
+        for name, w in recipe.items():
+            part = w * self.predictors[name].test_predictions()
+            out = part if out is None else out + part
+        return out
+
+    # -- linear models --------------------------------------------------------------------------
+    def _fit_pixel_model(self, x: np.ndarray, y: np.ndarray, name: str = "pixels") -> None:
+        size = self.settings.pixel_size
+        self.pixel_model = LinearProbe(self.multilabel, self.num_classes, self.settings.seed, C=0.1).fit(
+            pixel_features(x, size), y)
+        self._add_pixel_predictor(name)
+        if name == "pixels":
+            self._consider([name], prefer_new=True)
+
+    def _add_pixel_predictor(self, name: str) -> None:
+        model, size = self.pixel_model, self.settings.pixel_size
+        val = model.predict(pixel_features(self.val_x, size))
+        self.predictors[name] = _Predictor(name, val, lambda: model.predict(self._test_pixels()), self._val_score(val))
+
+    def _add_probe_predictor(self, name: str = "probe") -> None:
+        probe = self.probe
+        val = probe.predict(self.val_features)
+        self.predictors[name] = _Predictor(name, val, lambda: probe.predict(self._test_features()),
+                                           self._val_score(val))
+
+    def _test_pixels(self) -> np.ndarray:
+        if getattr(self, "_pixels_cache", None) is None:
+            self._pixels_cache = pixel_features(self.test_x, self.settings.pixel_size)
+        return self._pixels_cache
+
+    def _test_features(self) -> np.ndarray:
+        if getattr(self, "_features_cache", None) is None:
+            self._features_cache = self.probe_extractor.extract(self.test_x)
+        return self._features_cache
+
+    # -- faults and stalls ----------------------------------------------------------------------
+    def _next_configuration(self, why: str) -> None:
+        """Drop the current configuration; fine-tune the next one if there is one and time for it."""
+        self.trainer = None
         if self.candidates:
             self.candidates.pop(0)
-        if self.candidates and self.clock.left() - self._reserve() >= 2 * self.settings.first_slice:
-            logger.info("[fault] trying the next configuration: %s", self._name(self.config))
+        enough = self.clock.left() - self._reserve() >= 2 * self.settings.first_slice
+        if self.candidates and enough and (why != "fine-tuning stopped improving" or
+                                           self.settings.next_config_on_stall):
+            logger.info("[train] %s; trying the next configuration: %s", why, self._name(self.config))
             self.phase = Phase.PREPARE
         else:
             self.phase = Phase.DONE
+
+    def _fault(self, exc: BaseException) -> None:
+        """Log and record a failure, drop the failed configuration (or the probe), and go on with what is left."""
+        if self.phase is Phase.PROBE:  # the probe network failed: the pixel model's answer stands
+            self.faults.append(Fault(self.phase.value, "probe", f"{type(exc).__name__}: {exc}"))
+            logger.error("[fault] the probe failed (%s: %s); going on without it", type(exc).__name__, exc,
+                         exc_info=exc)
+            self.probe = None
+            self.phase = Phase.PREPARE if self.candidates else Phase.DONE
+            return
+        name = self._name(self.config)
+        self.faults.append(Fault(self.phase.value, name, f"{type(exc).__name__}: {exc}"))
+        logger.error("[fault] %s failed in phase %r (%s: %s); answering with the best valid answer",
+                     name, self.phase.value, type(exc).__name__, exc, exc_info=exc)
+        if self.pending is not None and any(k.startswith("network") for k in self.pending.recipe):
+            self.pending = None  # its network is gone
+        self._next_configuration("fault")
+        if self.phase is Phase.PREPARE:
+            logger.info("[fault] trying the next configuration: %s", self._name(self.config))
 
     # -- helpers --------------------------------------------------------------------------------
     @staticmethod

@@ -1,4 +1,4 @@
-"""The linear probe: logistic regression on frozen features, the first prediction within seconds."""
+"""Linear models on fixed features (frozen-network features, downsampled pixels): answers within seconds."""
 
 from __future__ import annotations
 

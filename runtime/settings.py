@@ -29,6 +29,24 @@ class RuntimeSettings:
             training set before fine-tuning starts (skipped unless it can use twice the first sample).
         max_divergences: consecutive non-finite losses (each restoring the last good weights and halving
             the learning rate) after which a configuration counts as failed.
+        pixel_first: answer first with a logistic regression on downsampled pixels (under a second), then
+            with the frozen-feature probe; off: the probe answers first.
+        pixel_size: side of the downsampled images of the pixel model.
+        probe_inline: when the probe's features of the first sample are estimated to take at most this many
+            seconds, the probe is fitted in the first call too and competes for the first answer.
+        select_late: fingerprint and select after the first answers (when the training set is decoded),
+            so selection costs the first prediction nothing; off: before the first answer.
+        val_samples, val_share: once the training set is decoded, the validation set grows to this many
+            samples, at most this share of the decoded set (0: the probe sample's validation part only).
+        switch_confidence: bootstrap probability with which a challenger (the network, a blend) must beat
+            the current answer on validation before it replaces it; the probe and refit models replace
+            the answer unless they are that surely worse. 0: switch on any validation gain.
+        bootstrap: resamples of the validation set behind that probability.
+        min_val_choice: with fewer validation samples nothing is blended (blend weights chosen on so few
+            samples overfit them) and the probe and the refits replace the answer without a check.
+        blend: also try blends of the current answer with each new predictor (weights 0.25, 0.5, 0.75).
+        next_config_on_stall: when fine-tuning stops improving and time is left, fine-tune the next
+            ranked configuration instead of stopping.
         seed: randomness of sampling and training.
     """
 
@@ -45,21 +63,44 @@ class RuntimeSettings:
     refit_share: float = 0.1
     refit_samples: int = 5000
     max_divergences: int = 5
+    pixel_first: bool = True
+    pixel_size: int = 16
+    probe_inline: float = 1.0
+    select_late: bool = True
+    val_samples: int = 600
+    val_share: float = 0.2
+    switch_confidence: float = 0.8
+    bootstrap: int = 40
+    min_val_choice: int = 50
+    blend: bool = True
+    next_config_on_stall: bool = True
     seed: int = 0
 
     def __post_init__(self) -> None:
         positive = ("fingerprint_batch", "probe_samples", "first_slice", "growth", "cache_bytes", "refit_samples",
-                    "max_divergences", "patience")
+                    "max_divergences", "patience", "pixel_size", "bootstrap")
         for name in positive:
             value = getattr(self, name)
             if not isinstance(value, (int, float)) or value <= 0:
                 raise ValueError(f"The {name!r} setting must be a positive number. Got {value!r} instead.")
-        for name in ("val_fraction", "decode_share", "refit_share"):
+        for name in ("val_fraction", "decode_share", "refit_share", "val_share"):
             value = getattr(self, name)
             if not isinstance(value, (int, float)) or not 0 < value < 1:
                 raise ValueError(f"The {name!r} setting must be in (0, 1). Got {value!r} instead.")
+        if not isinstance(self.probe_inline, (int, float)) or self.probe_inline < 0:
+            raise ValueError(f"The 'probe_inline' setting must be >= 0. Got {self.probe_inline!r} instead.")
         if not isinstance(self.safety, (int, float)) or self.safety < 0:
             raise ValueError(f"The 'safety' setting must be >= 0. Got {self.safety!r} instead.")
+        if not isinstance(self.min_val_choice, int) or self.min_val_choice < 0:
+            raise ValueError(f"The 'min_val_choice' setting must be an int >= 0. Got {self.min_val_choice!r} instead.")
+        if not isinstance(self.val_samples, int) or self.val_samples < 0:
+            raise ValueError(f"The 'val_samples' setting must be an int >= 0. Got {self.val_samples!r} instead.")
+        if not isinstance(self.switch_confidence, (int, float)) or not 0 <= self.switch_confidence < 1:
+            raise ValueError(f"The 'switch_confidence' setting must be in [0, 1). Got {self.switch_confidence!r} "
+                             "instead.")
+        for name in ("pixel_first", "select_late", "blend", "next_config_on_stall"):
+            if not isinstance(getattr(self, name), bool):
+                raise ValueError(f"The {name!r} setting must be true or false. Got {getattr(self, name)!r} instead.")
 
 
 def load_settings(bundle_dir: str) -> RuntimeSettings:

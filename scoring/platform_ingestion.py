@@ -62,7 +62,8 @@ class ImportGuard(importlib.abc.MetaPathFinder):
         top = fullname.partition(".")[0]
         if top in self.allowed or fullname != top:
             return None
-        own = os.path.exists(os.path.join(self.code_dir, top + ".py")) or os.path.isdir(os.path.join(self.code_dir, top))
+        own = os.path.exists(os.path.join(self.code_dir, top + ".py")) or \
+            os.path.isdir(os.path.join(self.code_dir, top))
         importer = self._importer()
         if own or importer is None or not os.path.realpath(importer[0]).startswith(self.code_dir):
             return None
@@ -177,10 +178,11 @@ def main(argv: list[str] | None = None) -> int:
     report["modules"] = {name: getattr(m, "__file__", None) for name, m in sorted(sys.modules.items())
                          if getattr(m, "__file__", None) and os.path.realpath(m.__file__).startswith(guard.code_dir)}
     reader_root = os.path.realpath(args.reader_root) + os.sep
-    report["outside_modules"] = {name: m.__file__ for name, m in sorted(sys.modules.items())
-                                 if getattr(m, "__file__", None) and os.path.realpath(m.__file__).startswith(reader_root)
-                                 and not os.path.realpath(m.__file__).startswith(guard.code_dir)
-                                 and os.path.realpath(m.__file__) != os.path.realpath(__file__)}
+    here = os.path.realpath(__file__)
+    report["outside_modules"] = {
+        name: m.__file__ for name, m in sorted(sys.modules.items())
+        if getattr(m, "__file__", None) and os.path.realpath(m.__file__).startswith(reader_root)
+        and not os.path.realpath(m.__file__).startswith(guard.code_dir) and os.path.realpath(m.__file__) != here}
     with open(os.path.join(args.output_dir, "platform_report.json"), "w") as f:
         json.dump(report, f, indent=2)
     if guard.refused:

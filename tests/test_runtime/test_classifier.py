@@ -1,10 +1,10 @@
-"""The bundle-backed classifier (runtime.classifier): the probe sample on class-sorted data, the time-capped decode, the probe refit,
-a probe network apart from the fingerprint network, settings files."""
+"""The bundle-backed classifier (runtime.classifier): the probe sample on class-sorted data, the time-capped
+decode, the refit linear models, the grown validation set, a probe network apart from the fingerprint network,
+settings files."""
 
 from __future__ import annotations
 
 import json
-import re
 from pathlib import Path
 
 import numpy as np
@@ -34,40 +34,55 @@ def test_training_set_decode_is_capped_by_the_time_left(samples_dir: Path, caplo
     model.train(train.get_dataset(), remaining_time_budget=600)
     engine.decode_rate = 0.1  # pretend decoding is slow: 0.25 of 600 s affords 15 samples
     with caplog.at_level("INFO", logger="runtime.engine"):
-        engine._decode_training_set(train.get_dataset(), available=600)
+        x, _ = engine._decode_training_set(train.get_dataset(), available=600)
     total = train.get_metadata().size()
     assert f"decoding {engine.probe_count} of {total} training samples now" in caplog.text  # at least the probe sample
-    data = engine.train_data
-    assert data.stream is not None and len(data) == engine.probe_count - len(engine.val_idx)
+    assert engine._stream is not None and len(x) == engine.probe_count - len(engine.val_idx)
     engine.decode_rate = 1e6  # fast: everything is cached
-    engine._decode_training_set(train.get_dataset(), available=600)
-    assert engine.train_data.stream is None and len(engine.train_data) == total - len(engine.val_idx)
+    x, _ = engine._decode_training_set(train.get_dataset(), available=600)
+    assert engine._stream is None and len(x) == total - len(engine.val_idx)
 
 
-def test_probe_is_refit_on_more_samples_when_time_allows(raw_dir: Path, tmp_path: Path,
-                                                         caplog: pytest.LogCaptureFixture) -> None:
+def test_linear_models_are_refit_on_more_samples_when_time_allows(raw_dir: Path, tmp_path: Path,
+                                                                  caplog: pytest.LogCaptureFixture) -> None:
     convert_image_folders(str(raw_dir / "mnist"), str(tmp_path / "digits"), max_per_class=30, progress=False)
     train = AutoDLDataset(str(tmp_path / "digits/digits.data/train"))
-    model = AnytimeClassifier(train.get_metadata(), str(BUNDLE), RuntimeSettings(probe_samples=64, config="default"))
-    model.train(train.get_dataset(), remaining_time_budget=600)
-    model = model.engine
-    first_probe, first_val = model.probe, model.probe_val
-    assert model.probe_count == 64
+    model = AnytimeClassifier(train.get_metadata(), str(BUNDLE), RuntimeSettings(probe_samples=64, config="default",
+                                                                                 val_samples=0, probe_inline=0.0))
+    model.train(train.get_dataset(), remaining_time_budget=600)  # pixel model
+    model.train(train.get_dataset(), remaining_time_budget=600)  # probe
+    engine = model.engine
+    assert engine.probe_count == 64 and {"pixels", "probe"} <= set(engine.predictors)
+    x, y = engine._decode_training_set(train.get_dataset(), available=600)
     with caplog.at_level("INFO", logger="runtime.engine"):
-        model._decode_training_set(train.get_dataset(), available=600)
-        model._refit_probe(available=600)
-    n = 300 - len(model.val_idx)
-    assert f"probe refit on {n} samples" in caplog.text
-    refit_val = float(re.search(r"probe refit on \d+ samples in [\d.]+ s: validation NAUC ([\d.-]+)", caplog.text)[1])
-    if model.probe is not first_probe:  # kept only when not worse
-        assert model.probe_val >= first_val and abs(model.probe_val - refit_val) < 5e-4
-    else:
-        assert model.probe_val == first_val and refit_val < first_val + 5e-4
-    assert refit_val > 0.5  # 10 digit classes, 255 samples
+        engine._refit(x, y, available=600)
+    n = 300 - len(engine.val_idx)
+    assert f"linear models refit on {n} samples" in caplog.text
+    assert engine.predictors["probe-refit"].val_score > 0.5  # 10 digit classes, 255 samples
+    assert engine.predictors["pixels-refit"].val_score > 0.5
     caplog.clear()
-    model.settings = RuntimeSettings(probe_samples=64, config="default", refit_samples=100)  # < 2 x 64: skipped
-    model._refit_probe(available=600)
-    assert "probe refit" not in caplog.text
+    engine.settings = RuntimeSettings(probe_samples=64, config="default", refit_samples=100)  # < 2 x 54: skipped
+    with caplog.at_level("INFO", logger="runtime.engine"):
+        engine._refit(x, y, available=600)
+    assert "refit" not in caplog.text
+
+
+def test_validation_grows_from_the_decoded_training_set(raw_dir: Path, tmp_path: Path) -> None:
+    convert_image_folders(str(raw_dir / "mnist"), str(tmp_path / "digits"), max_per_class=60, progress=False)
+    train = AutoDLDataset(str(tmp_path / "digits/digits.data/train"))
+    model = AnytimeClassifier(train.get_metadata(), str(BUNDLE),
+                              RuntimeSettings(probe_samples=64, config="default", val_samples=150, val_share=0.25,
+                                              probe_inline=0.0))
+    model.train(train.get_dataset(), remaining_time_budget=600)
+    model.train(train.get_dataset(), remaining_time_budget=600)
+    engine = model.engine
+    before, answer = len(engine.val_y), engine.pending or engine.answer
+    x, y = engine._decode_training_set(train.get_dataset(), available=600)
+    left_x, left_y = engine._grow_validation(x, y, available=600)
+    assert len(engine.val_y) == len(engine.val_x) == len(engine.val_features) == 150
+    assert len(left_x) + len(engine.val_y) == train.get_metadata().size() and len(left_x) == len(left_y)
+    assert (engine.val_y.sum(0) >= 10).all()  # stratified: every digit is validated
+    assert len(answer.val) == 150 and len(engine.predictors["probe"].val) == 150 and before < 150
 
 
 def test_probe_network_apart_from_the_fingerprint_network(samples_dir: Path, tmp_path: Path) -> None:
@@ -75,14 +90,16 @@ def test_probe_network_apart_from_the_fingerprint_network(samples_dir: Path, tmp
     bundle = make_bundle(tmp_path / "b", known, probe=FingerprintSpec("mobilenet_v3_small", None, 40, seed=3))
     train = AutoDLDataset(str(samples_dir / "miniciao/miniciao.data/train"))
     test = AutoDLDataset(str(samples_dir / "miniciao/miniciao.data/test"))
-    model = AnytimeClassifier(train.get_metadata(), str(bundle), RuntimeSettings(probe_samples=64))
+    model = AnytimeClassifier(train.get_metadata(), str(bundle), RuntimeSettings(probe_samples=64, select_late=False,
+                                                                                 pixel_first=False))
     assert (model.extractor.info.backbone, model.probe_extractor.info.backbone) == ("resnet18", "mobilenet_v3_small")
     model.train(train.get_dataset(), remaining_time_budget=60)
     assert model.config.name == "cfg-miniciao" and model.match[0][0] == "miniciao"  # fingerprinted with ResNet18
     prediction = model.test(test.get_dataset(), remaining_time_budget=60)
     assert prediction.shape == (test.get_metadata().size(), 10) and np.isfinite(prediction).all()
     engine = model.engine
-    assert engine.test_features.shape[1] == model.probe_extractor.info.feature_dim != model.extractor.info.feature_dim
+    assert engine.answer.recipe == {"probe": 1.0}  # the probe answers first when pixel_first is off
+    assert engine._features_cache.shape[1] == model.probe_extractor.info.feature_dim != model.extractor.info.feature_dim
     assert engine.test_x.shape[2] == engine.val_x.shape[2] == 40  # validation and test: one storage resolution
 
 

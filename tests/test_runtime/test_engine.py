@@ -10,17 +10,17 @@ import pytest
 from fingerprint.extractor import FeatureExtractor
 from learner.config import TrainConfig
 from metadata.reader import AutoDLDataset
-from runtime.engine import AnytimeEngine, Phase
+from runtime.engine import AnytimeEngine, Answer, Phase, _Predictor, pixel_features
 from runtime.settings import RuntimeSettings
 
 CONFIG = TrainConfig(backbone="mobilenet_v3_small", weights=None, resolution=32, batch_size=16, name="tiny")
 
 
-def _engine(n: int, candidates: list[TrainConfig], **settings: float) -> AnytimeEngine:
+def _engine(n: int, candidates: list[TrainConfig], **settings: object) -> AnytimeEngine:
     return AnytimeEngine(num_classes=3, train_size=n, probe_extractor=FeatureExtractor("mobilenet_v3_small", None,
                                                                                        resolution=32),
                          candidates=candidates, storage_resolution=32,
-                         settings=RuntimeSettings(first_slice=1.0, **settings))
+                         settings=RuntimeSettings(**{"first_slice": 1.0, "probe_inline": 0.0, **settings}))
 
 
 @pytest.fixture
@@ -34,49 +34,71 @@ def test_phases_follow_the_schedule(data: tuple[AutoDLDataset, AutoDLDataset]) -
     engine = _engine(60, [CONFIG])
     assert engine.phase is Phase.FIRST_ANSWER and not engine.done_training
     engine.train(train.get_dataset(), remaining_time_budget=60)
-    assert engine.phase is Phase.PREPARE and engine.probe is not None and engine.trainer is None
+    assert engine.phase is Phase.PROBE and engine.pending.recipe == {"pixels": 1.0} and engine.probe is None
     first = engine.test(test.get_dataset(), remaining_time_budget=59)
-    assert first.shape == (9, 3) and first.dtype == np.float32
+    assert first.shape == (9, 3) and first.dtype == np.float32 and engine.answer.recipe == {"pixels": 1.0}
+    engine.train(train.get_dataset(), remaining_time_budget=59)
+    assert engine.phase is Phase.PREPARE and "probe" in engine.predictors and engine.trainer is None
+    engine.test(test.get_dataset(), remaining_time_budget=58)
     engine.train(train.get_dataset(), remaining_time_budget=58)
     assert engine.phase is Phase.FINE_TUNE and engine.trainer.total_steps > 0 and engine.rounds == 1
+    assert "network-1" in engine.predictors
     assert engine.test_x.shape[1:] == (1, 32, 32, 3) == engine.val_x.shape[1:]  # one storage resolution
+    engine.test(test.get_dataset(), remaining_time_budget=50)
     engine.train(train.get_dataset(), remaining_time_budget=7.0)  # too little left beyond the reserve
     assert engine.done_training and engine.faults == []
 
 
-def test_no_time_to_fine_tune_ends_after_the_probe(data: tuple[AutoDLDataset, AutoDLDataset]) -> None:
+def test_without_the_pixel_model_the_probe_answers_first(data: tuple[AutoDLDataset, AutoDLDataset]) -> None:
+    train, test = data
+    engine = _engine(60, [CONFIG], pixel_first=False)
+    engine.train(train.get_dataset(), remaining_time_budget=60)
+    assert engine.phase is Phase.PREPARE and engine.pending.recipe == {"probe": 1.0}
+    assert engine.test(test.get_dataset(), remaining_time_budget=59).shape == (9, 3)
+
+
+def test_a_cheap_probe_joins_the_first_answer(data: tuple[AutoDLDataset, AutoDLDataset]) -> None:
+    train, test = data
+    engine = _engine(60, [CONFIG], probe_inline=1e6)
+    engine.train(train.get_dataset(), remaining_time_budget=60)
+    assert engine.phase is Phase.PREPARE and {"pixels", "probe"} <= set(engine.predictors)
+    assert engine.test(test.get_dataset(), remaining_time_budget=59).shape == (9, 3)
+
+
+def test_no_time_to_fine_tune_ends_after_the_linear_models(data: tuple[AutoDLDataset, AutoDLDataset]) -> None:
     train, test = data
     engine = _engine(60, [CONFIG])
-    engine.train(train.get_dataset(), remaining_time_budget=10)
-    engine.test(test.get_dataset(), remaining_time_budget=9)
+    for remaining in (10, 9):
+        engine.train(train.get_dataset(), remaining_time_budget=remaining)
+        engine.test(test.get_dataset(), remaining_time_budget=remaining)
     engine.train(train.get_dataset(), remaining_time_budget=6)  # reserve 5 s + 1.5 x test: < 2 first slices
     assert engine.done_training and engine.trainer is None
 
 
-def test_a_failing_prediction_falls_back_to_the_best_valid_answer(data: tuple[AutoDLDataset, AutoDLDataset]) -> None:
+def test_a_failing_prediction_keeps_the_last_valid_answer(data: tuple[AutoDLDataset, AutoDLDataset]) -> None:
     train, test = data
     engine = _engine(60, [CONFIG, CONFIG])
-    engine.train(train.get_dataset(), remaining_time_budget=60)
-    probe_answer = engine.test(test.get_dataset(), remaining_time_budget=60)
-    engine.train(train.get_dataset(), remaining_time_budget=60)
-    engine.use_network, engine.net_val = True, 2.0  # pretend the network validated best
-    network_answer = engine.test(test.get_dataset(), remaining_time_budget=60)
+    for _ in range(3):
+        engine.train(train.get_dataset(), remaining_time_budget=60)
+        answer = engine.test(test.get_dataset(), remaining_time_budget=60)
+    assert engine.phase is Phase.FINE_TUNE
 
-    def broken(x: np.ndarray) -> np.ndarray:
+    def broken() -> np.ndarray:
         raise MemoryError("out of memory")
 
-    engine.trainer.predict = broken
-    answer = engine.test(test.get_dataset(), remaining_time_budget=60)
-    assert np.array_equal(answer, network_answer)  # its last answer validated better than the probe
+    network = engine.predictors["network-1"]
+    network.make_test, network.test = broken, None
+    engine.pending = Answer({"network-1": 1.0}, network.val, 1.0, label="network-1")
+    assert np.array_equal(engine.test(test.get_dataset(), remaining_time_budget=60), answer)
     assert [f.error for f in engine.faults] == ["MemoryError: out of memory"] and engine.trainer is None
     assert engine.phase is Phase.PREPARE and len(engine.candidates) == 1  # the next configuration is tried
-    engine.kept_answer = None
-    assert np.array_equal(engine.test(test.get_dataset(), remaining_time_budget=60), probe_answer)
 
 
-def test_without_candidates_the_probe_answers_alone(data: tuple[AutoDLDataset, AutoDLDataset]) -> None:
+def test_without_candidates_the_linear_models_answer_alone(data: tuple[AutoDLDataset, AutoDLDataset]) -> None:
     train, test = data
     engine = _engine(60, [])
+    engine.train(train.get_dataset(), remaining_time_budget=60)
+    engine.test(test.get_dataset(), remaining_time_budget=60)
     engine.train(train.get_dataset(), remaining_time_budget=60)
     assert engine.done_training and engine.test(test.get_dataset(), remaining_time_budget=60).shape == (9, 3)
 
@@ -84,7 +106,7 @@ def test_without_candidates_the_probe_answers_alone(data: tuple[AutoDLDataset, A
 def test_selection_failure_keeps_the_candidates(data: tuple[AutoDLDataset, AutoDLDataset],
                                                 caplog: pytest.LogCaptureFixture) -> None:
     train, _ = data
-    engine = _engine(60, [CONFIG])
+    engine = _engine(60, [CONFIG], select_late=False)
 
     def select(x: np.ndarray, y: np.ndarray) -> list[TrainConfig]:
         raise ValueError("selector broken")
@@ -92,6 +114,89 @@ def test_selection_failure_keeps_the_candidates(data: tuple[AutoDLDataset, AutoD
     engine.select = select
     engine.train(train.get_dataset(), remaining_time_budget=60)
     assert engine.config is CONFIG and "selection failed (selector broken)" in caplog.text
+
+
+def _decisions(switch_confidence: float = 0.8) -> AnytimeEngine:
+    """An engine with a 400-sample two-class validation set and a current answer that scores NAUC 0.6."""
+    engine = _engine(60, [CONFIG], switch_confidence=switch_confidence)
+    rng = np.random.default_rng(0)
+    labels = rng.integers(0, 2, 400)
+    engine.val_y = np.eye(2, dtype=np.float32)[labels]
+    noise = rng.normal(size=400)
+    current = np.stack([1 - (labels + 2 * noise), labels + 2 * noise], 1)
+    engine.answer = Answer({"probe": 1.0}, current, engine._val_score(current), test=np.zeros((5, 2)), label="probe")
+    return engine
+
+
+def _challenger(engine: AnytimeEngine, name: str, signal: float, seed: int) -> None:
+    labels = engine.val_y.argmax(1)
+    score = signal * labels + np.random.default_rng(seed).normal(size=len(labels))
+    val = np.stack([-score, score], 1)
+    engine.predictors[name] = _Predictor(name, val, lambda: np.zeros((5, 2)), engine._val_score(val))
+
+
+def test_a_challenger_replaces_the_answer_only_when_surely_better() -> None:
+    engine = _decisions()
+    engine.settings = RuntimeSettings(blend=False)
+    base = engine.answer.score
+    jitter = engine.answer.val + np.random.default_rng(1).normal(scale=0.3, size=engine.answer.val.shape)
+    engine.predictors["network-1"] = _Predictor("network-1", jitter, lambda: np.zeros((5, 2)),
+                                                engine._val_score(jitter))
+    engine._consider(["network-1"], prefer_new=False)  # the answer plus noise: a difference within the noise
+    assert engine.pending is None
+    _challenger(engine, "network-2", 0.5, seed=1)  # as good as the answer, with independent errors
+    engine.settings = RuntimeSettings(blend=True)  # their blend is better than either
+    engine._consider(["network-2"], prefer_new=False)
+    assert engine.pending is not None and set(engine.pending.recipe) == {"probe", "network-2"}
+    engine.pending = None
+    _challenger(engine, "network-3", 3.0, seed=2)  # clearly better
+    engine._consider(["network-3"], prefer_new=False)
+    assert engine.pending is not None and "network-3" in engine.pending.recipe and engine.pending.score > base + 0.2
+
+
+def test_better_informed_models_replace_the_answer_unless_surely_worse() -> None:
+    engine = _decisions()
+    _challenger(engine, "probe-refit", 0.5, seed=3)  # slightly worse or equal on validation: taken anyway
+    engine._consider(["probe-refit"], prefer_new=True)
+    assert engine.pending is not None
+    engine.pending = None
+    _challenger(engine, "pixels", 0.0, seed=4)  # no signal at all: surely worse, and no blend helps
+    engine.settings = RuntimeSettings(blend=False)
+    engine._consider(["pixels"], prefer_new=True)
+    assert engine.pending is None
+
+
+def test_too_small_a_validation_set_blends_nothing() -> None:
+    engine = _decisions()
+    keep = np.arange(30)  # 30 validation samples: below min_val_choice = 50
+    engine.val_y = engine.val_y[keep]
+    engine.answer = Answer({"pixels": 1.0}, engine.answer.val[keep], engine._val_score(engine.answer.val[keep]),
+                           test=np.zeros((5, 2)), label="pixels")
+    _challenger(engine, "network-1", 5.0, seed=6)  # far better on these 30 samples: it replaces the answer alone
+    engine.predictors["network-1"].val = engine.predictors["network-1"].val[keep]
+    engine._consider(["network-1"], prefer_new=False)
+    assert engine.pending.recipe == {"network-1": 1.0}  # no blend on 30 samples
+    engine.pending = None
+    _challenger(engine, "probe", 0.0, seed=7)  # no signal, but the probe is preferred over pixels by prior
+    engine.predictors["probe"].val = engine.predictors["probe"].val[keep]
+    engine._consider(["probe"], prefer_new=True)
+    assert engine.pending.recipe == {"probe": 1.0}
+
+
+def test_switch_confidence_zero_compares_scores() -> None:
+    engine = _decisions(switch_confidence=0.0)
+    _challenger(engine, "network-1", 0.9, seed=5)
+    engine._consider(["network-1"], prefer_new=False)
+    better = max(engine.predictors["network-1"].val_score, engine.pending.score if engine.pending else -1)
+    assert (engine.pending is not None) == (better > engine.answer.score)
+
+
+def test_pixel_features_of_images_and_clips() -> None:
+    images = np.random.default_rng(0).integers(0, 256, (3, 1, 40, 30, 1), dtype=np.uint8)
+    clips = np.random.default_rng(1).integers(0, 256, (2, 5, 20, 20, 3), dtype=np.uint8)
+    assert pixel_features(images, 8).shape == (3, 64) and pixel_features(clips, 8).shape == (2, 192)
+    flat = np.full((1, 1, 32, 32, 3), 255, np.uint8)
+    assert np.allclose(pixel_features(flat, 16), 1.0)
 
 
 @pytest.mark.parametrize("field, value", [("growth", 0), ("val_fraction", 1.0), ("safety", -1), ("patience", 0)])
