@@ -65,7 +65,7 @@ class RuntimeSettings:
     max_divergences: int = 5
     pixel_first: bool = True
     pixel_size: int = 16
-    probe_inline: float = 1.0
+    probe_inline: float = 0.0
     select_late: bool = True
     val_samples: int = 600
     val_share: float = 0.2
