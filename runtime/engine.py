@@ -173,6 +173,8 @@ class AnytimeEngine:
         self.answer: Answer | None = None
         self.pending: Answer | None = None
         self.test_x: np.ndarray | None = None
+        self._pixels_cache: np.ndarray | None = None  # pixel features of the test set, computed once
+        self._features_cache: np.ndarray | None = None  # probe features of the test set, computed once
         self.test_seconds: float | None = None
         self.predict_rate: float | None = None  # network predictions per second (measured on validation)
         self.net_best = -np.inf
@@ -242,7 +244,8 @@ class AnytimeEngine:
             self._select()
         if s.pixel_first:
             tick = time.time()
-            self._fit_pixel_model(x[self.train_idx], y[self.train_idx])
+            self._fit_pixel_model(x[self.train_idx], y[self.train_idx], name="pixels")
+            self._consider(["pixels"], prefer_new=True)
             self.pixel_rate = len(self.train_idx) / max(time.time() - tick, 1e-3)
             self.phase = Phase.PROBE
             logger.info("[train] pixel model on %d samples in %.1f s (validation NAUC %.3f)", len(self.train_idx),
@@ -270,6 +273,8 @@ class AnytimeEngine:
                                                                                  self.sample_y[self.train_idx])
         self.probe_fit_rate = len(self.train_idx) / max(time.time() - tick, 1e-3)
         self.val_features = features[self.val_idx]
+        # the decoded training set starts with the sample's training part, in order: the refit reuses these
+        self.sample_features = features[np.setdiff1d(self.train_idx, self.val_idx)]
         self._add_probe_predictor()
         self._consider(["probe"], prefer_new=True)
         logger.info("[train] probe on %d samples (validation NAUC %.3f); configuration %s", len(self.train_idx),
@@ -384,8 +389,11 @@ class AnytimeEngine:
         if self.pixel_model is not None:
             self._fit_pixel_model(x[idx], y[idx], name="pixels-refit")
             names.append("pixels-refit")
-        self.probe = LinearProbe(self.multilabel, self.num_classes, s.seed).fit(self.probe_extractor.extract(x[idx]),
-                                                                                 y[idx])
+        # x starts with the first sample's training part, whose probe features exist already (idx is sorted)
+        known = idx[idx < len(self.sample_features)]
+        features = np.concatenate([self.sample_features[known],
+                                   self.probe_extractor.extract(x[idx[len(known):]])])
+        self.probe = LinearProbe(self.multilabel, self.num_classes, s.seed).fit(features, y[idx])
         self._add_probe_predictor("probe-refit")
         names.append("probe-refit")
         logger.info("[train] linear models refit on %d samples in %.1f s: validation NAUC %s", n, time.time() - start,
@@ -420,7 +428,7 @@ class AnytimeEngine:
         if self.clock.left() - self._reserve() < 1.0:
             self.phase = Phase.DONE
         elif self.stale_rounds >= s.patience:
-            self._next_configuration("fine-tuning stopped improving")
+            self._next_configuration(stalled=True)
 
     # -- answers --------------------------------------------------------------------------------
     def _consider(self, names: list[str], *, prefer_new: bool) -> None:
@@ -492,13 +500,11 @@ class AnytimeEngine:
         return out
 
     # -- linear models --------------------------------------------------------------------------
-    def _fit_pixel_model(self, x: np.ndarray, y: np.ndarray, name: str = "pixels") -> None:
+    def _fit_pixel_model(self, x: np.ndarray, y: np.ndarray, name: str) -> None:
         size = self.settings.pixel_size
         self.pixel_model = LinearProbe(self.multilabel, self.num_classes, self.settings.seed, C=0.1).fit(
             pixel_features(x, size), y)
         self._add_pixel_predictor(name)
-        if name == "pixels":
-            self._consider([name], prefer_new=True)
 
     def _add_pixel_predictor(self, name: str) -> None:
         model, size = self.pixel_model, self.settings.pixel_size
@@ -512,28 +518,28 @@ class AnytimeEngine:
                                            self._val_score(val))
 
     def _test_pixels(self) -> np.ndarray:
-        if getattr(self, "_pixels_cache", None) is None:
+        if self._pixels_cache is None:
             self._pixels_cache = pixel_features(self.test_x, self.settings.pixel_size)
         return self._pixels_cache
 
     def _test_features(self) -> np.ndarray:
-        if getattr(self, "_features_cache", None) is None:
+        if self._features_cache is None:
             self._features_cache = self.probe_extractor.extract(self.test_x)
         return self._features_cache
 
     # -- faults and stalls ----------------------------------------------------------------------
-    def _next_configuration(self, why: str) -> None:
-        """Drop the current configuration; fine-tune the next one if there is one and time for it."""
+    def _next_configuration(self, *, stalled: bool) -> None:
+        """Drop the current configuration (it stalled, or failed); fine-tune the next one if there is one, time
+        for it, and (after a stall) `next_config_on_stall`."""
         self.trainer = None
         if self.candidates:
             self.candidates.pop(0)
         enough = self.clock.left() - self._reserve() >= 2 * self.settings.first_slice
-        if self.candidates and enough and (why != "fine-tuning stopped improving" or
-                                           self.settings.next_config_on_stall):
-            logger.info("[train] %s; trying the next configuration: %s", why, self._name(self.config))
-            self.phase = Phase.PREPARE
-        else:
-            self.phase = Phase.DONE
+        go_on = self.candidates and enough and (self.settings.next_config_on_stall or not stalled)
+        self.phase = Phase.PREPARE if go_on else Phase.DONE
+        if go_on:
+            reason = "[train] fine-tuning stopped improving;" if stalled else "[fault]"
+            logger.info("%s trying the next configuration: %s", reason, self._name(self.config))
 
     def _fault(self, exc: BaseException) -> None:
         """Log and record a failure, drop the failed configuration (or the probe), and go on with what is left."""
@@ -550,9 +556,7 @@ class AnytimeEngine:
                      name, self.phase.value, type(exc).__name__, exc, exc_info=exc)
         if self.pending is not None and any(k.startswith("network") for k in self.pending.recipe):
             self.pending = None  # its network is gone
-        self._next_configuration("fault")
-        if self.phase is Phase.PREPARE:
-            logger.info("[fault] trying the next configuration: %s", self._name(self.config))
+        self._next_configuration(stalled=False)
 
     # -- helpers --------------------------------------------------------------------------------
     @staticmethod
