@@ -72,8 +72,13 @@ class FeatureExtractor:
                                   feature_dim=self.model.spec.feature_dim)
 
     @torch.inference_mode()
-    def extract(self, x: np.ndarray) -> np.ndarray:
-        """float32 `[N, feature_dim]` for uint8 `[N, T, H, W, C]`."""
+    def extract(self, x: np.ndarray, *, resolution: int | None = None, flip: bool = False) -> np.ndarray:
+        """float32 `[N, feature_dim]` for uint8 `[N, T, H, W, C]`.
+
+        `resolution` overrides the extractor's input side for this call; `flip` averages the features
+        with those of the horizontally flipped input (test-time augmentation, twice the cost).
+        """
+        side = resolution or self.resolution
         out = []
         for i in range(0, len(x), self.batch_size):
             chunk = _rgb(x[i:i + self.batch_size])
@@ -82,7 +87,10 @@ class FeatureExtractor:
                 chunk = sample_frames(chunk, self.frames, "uniform")
                 m = chunk.shape[1]
             frames = chunk.reshape(-1, *chunk.shape[2:])
-            feats = self.model.features(to_float_batch(frames, self.device, self.resolution)).float()
+            batch = to_float_batch(frames, self.device, side)
+            feats = self.model.features(batch).float()
+            if flip:
+                feats = 0.5 * (feats + self.model.features(batch.flip(-1)).float())
             out.append(feats.view(-1, m, feats.shape[-1]).mean(1))
         if not out:
             return np.zeros((0, self.info.feature_dim), np.float32)

@@ -40,11 +40,13 @@ import enum
 import logging
 import math
 import time
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+from sklearn.model_selection import KFold, StratifiedKFold
 
 import learner  # noqa: F401  (triton guard before torch)
 import torch
@@ -108,22 +110,47 @@ class Answer:
     score: float
     test: np.ndarray | None = None
     label: str = ""
+    rows: np.ndarray | None = None  # validation rows its score is honest on (None: all)
 
 
 @dataclass
 class _Predictor:
-    """A fitted predictor: validation predictions now, test predictions on demand (cached)."""
+    """A fitted predictor: validation predictions now, test predictions on demand (cached).
+
+    `rows`: the validation rows whose predictions come from a model that did not train on them (None:
+    all); a network validated on the held-out part of a cross-validated sample has only those.
+    """
 
     name: str
     val: np.ndarray
     make_test: Callable[[], np.ndarray]
     val_score: float
     test: np.ndarray | None = field(default=None, repr=False)
+    rows: np.ndarray | None = None
 
     def test_predictions(self) -> np.ndarray:
         if self.test is None:
             self.test = self.make_test()
         return self.test
+
+
+Rung = tuple[int, bool]  # a probe's input side and whether features are averaged with the flipped input's
+
+
+def _common(a: np.ndarray | None, b: np.ndarray | None) -> np.ndarray | None:
+    """Validation rows on which both are honest (None: all)."""
+    if a is None or b is None:
+        return b if a is None else a
+    return np.intersect1d(a, b)
+
+
+def _folds(y: np.ndarray, k: int, seed: int, multilabel: bool) -> list[tuple[np.ndarray, np.ndarray]]:
+    """`k` (fit, held-out) index pairs: stratified by class (plain folds for multilabel data)."""
+    with warnings.catch_warnings():  # classes with fewer than k members are spread as evenly as they allow
+        warnings.simplefilter("ignore", UserWarning)
+        if multilabel or np.bincount(y.argmax(1)).max() < k:  # no class fills every fold: plain folds
+            return list(KFold(k, shuffle=True, random_state=seed).split(y))
+        return list(StratifiedKFold(k, shuffle=True, random_state=seed).split(y, y.argmax(1)))
 
 
 def pixel_features(x: np.ndarray, size: int) -> np.ndarray:
@@ -165,7 +192,14 @@ class AnytimeEngine:
         self.phase = Phase.FIRST_ANSWER
         self.faults: list[Fault] = []
         self.rng = np.random.default_rng(self.settings.seed)
-        self.probe: LinearProbe | None = None
+        self.probe: LinearProbe | None = None  # the latest probe (of rung `self.rung`)
+        self.rung: Rung | None = None
+        self.probes: dict[str, tuple[LinearProbe, Rung]] = {}  # every probe fitted, by predictor name
+        self.probe_rates: dict[Rung, float] = {}  # probe features per second, measured
+        self.val_features: dict[Rung, np.ndarray] = {}  # probe features of the validation set, per rung
+        self.cv_folds: list[tuple[np.ndarray, np.ndarray]] = []  # set when the sample is cross-validated
+        self.net_rows: np.ndarray | None = None  # validation rows held out from the network (None: all)
+        self._pixels_due: tuple[np.ndarray, np.ndarray] | None = None  # out-of-fold pixel scores still owed
         self.pixel_model: LinearProbe | None = None
         self.trainer: Trainer | None = None
         self.train_data: TrainSet | None = None
@@ -174,7 +208,7 @@ class AnytimeEngine:
         self.pending: Answer | None = None
         self.test_x: np.ndarray | None = None
         self._pixels_cache: np.ndarray | None = None  # pixel features of the test set, computed once
-        self._features_cache: np.ndarray | None = None  # probe features of the test set, computed once
+        self._features_cache: dict[Rung, np.ndarray] = {}  # probe features of the test set, once per rung
         self.test_seconds: float | None = None
         self.predict_rate: float | None = None  # network predictions per second (measured on validation)
         self.net_best = -np.inf
@@ -182,6 +216,7 @@ class AnytimeEngine:
         self.stale_rounds = 0
         self.rounds = 0
         self.selected = False
+        self.late_rung = False  # the current PROBE phase follows a stall
 
     @property
     def done_training(self) -> bool:
@@ -232,54 +267,128 @@ class AnytimeEngine:
     def _first_answer(self, dataset: Any) -> None:
         s = self.settings
         start = time.time()
-        x, y = self._read_probe_sample(dataset)
+        x, y, complete = self._read_probe_sample(dataset)
         self.decode_rate = len(x) / max(time.time() - start, 1e-3)  # samples/s, an upper bound of the cost
         self.probe_count = len(x)  # the cached training set holds at least these (validation inside)
         self.sample_x, self.sample_y = x, y
         self.multilabel = is_multilabel(y)
         self.train_idx, self.val_idx = (stratified_split(y, s.val_fraction, s.seed) if len(y) >= 4
                                         else (np.arange(len(y)), np.arange(len(y))))
-        self.val_x, self.val_y = x[self.val_idx], y[self.val_idx]
+        if complete and s.cv_folds and len(y) >= 2 * s.cv_folds:
+            # small data: the linear models are scored out of fold on all of it and fitted on all of it;
+            # the network trains without the held-out part and is compared on that part alone
+            self.cv_folds = _folds(y, s.cv_folds, s.seed, self.multilabel)
+            self.fit_idx, self.net_rows = np.arange(len(y)), self.val_idx
+            self.val_x, self.val_y = x, y
+            logger.info("[train] the whole training set (%d samples) is in the first sample: %d-fold "
+                        "cross-validation for the linear models", len(y), s.cv_folds)
+        else:
+            self.fit_idx = self.train_idx
+            self.val_x, self.val_y = x[self.val_idx], y[self.val_idx]
         if not s.select_late:
             self._select()
         if s.pixel_first:
             tick = time.time()
-            self._fit_pixel_model(x[self.train_idx], y[self.train_idx], name="pixels")
+            self._fit_pixel_model(x[self.fit_idx], y[self.fit_idx], name="pixels")
             self._consider(["pixels"], prefer_new=True)
-            self.pixel_rate = len(self.train_idx) / max(time.time() - tick, 1e-3)
+            self.pixel_rate = len(self.fit_idx) * (1 + len(self.cv_folds)) / max(time.time() - tick, 1e-3)
             self.phase = Phase.PROBE
-            logger.info("[train] pixel model on %d samples in %.1f s (validation NAUC %.3f)", len(self.train_idx),
-                        time.time() - start, self.predictors["pixels"].val_score)
-            if self._probe_seconds(x) <= s.probe_inline:  # the probe is cheap here: it joins the first answer
+            logger.info("[train] pixel model on %d samples in %.1f s (validation NAUC %.3f%s)", len(self.fit_idx),
+                        time.time() - start, self.predictors["pixels"].val_score,
+                        ", in-sample until the folds are scored" if self.cv_folds else "")
+            if s.probe_inline and self._rung_cost(self._first_rung()) <= s.probe_inline:  # cheap: joins the first answer
                 self._probe()
         else:
             self._probe()
         logger.info("[train] first answer ready in %.1f s", time.time() - start)
 
-    def _probe_seconds(self, x: np.ndarray) -> float:
-        """Estimated seconds of probe features for the sample, timed on a few of its samples."""
-        tick = time.time()
-        self.probe_extractor.extract(x[:8])
-        return len(x) * (time.time() - tick) / min(8, len(x))
+    # -- the probe's rungs ----------------------------------------------------------------------
+    def _rung_options(self) -> list[Rung]:
+        """The probe's (side, flip) choices, best first: larger sides first, flipped before plain."""
+        s = self.settings
+        sides = s.probe_resolutions or (self.probe_extractor.resolution,)
+        flips = (True, False) if s.probe_flip else (False,)
+        return [(side, flip) for side in sorted(sides, reverse=True) for flip in flips]
+
+    def _rung_cost(self, rung: Rung) -> float:
+        """Estimated seconds of a rung's features of the first sample, the test set and the validation samples
+        beyond the first sample's (the rate timed on a few samples of the first sample, once per side)."""
+        side, flip = rung
+        if (side, False) not in self.probe_rates:
+            few = self.sample_x[:8]
+            self.probe_extractor.extract(few[:2], resolution=side)  # warm-up: the first call of a shape is slow
+            tick = time.time()
+            self.probe_extractor.extract(few, resolution=side)
+            self.probe_rates[(side, False)] = len(few) / max(time.time() - tick, 1e-4)
+        rate = self.probe_rates.get(rung) or self.probe_rates[(side, False)] / (2 if flip else 1)
+        count = len(self.sample_x) + (len(self.test_x) if self.test_x is not None else len(self.sample_x))
+        if not self.cv_folds:  # validation samples beyond the probe sample's
+            count += len(self.val_x) - len(self.val_idx)
+        return count / rate
+
+    def _best_within(self, options: list[Rung], budget: float) -> Rung | None:
+        """The best of `options` (best first) whose cost fits `budget`. Costs grow with the side, so sides are
+        timed from the smallest up and no larger side is timed once one does not fit."""
+        best = None
+        for rung in reversed(options):
+            if self._rung_cost(rung) > budget:
+                if not rung[1]:  # even the plain rung of this side is too costly: larger sides are too
+                    break
+                continue
+            best = rung
+        return best
+
+    def _first_rung(self) -> Rung:
+        """The best rung within `probe_first_seconds`, else the cheapest."""
+        options = self._rung_options()
+        return self._best_within(options, self.settings.probe_first_seconds) or options[-1]
+
+    def _better_rung(self) -> Rung | None:
+        """The best rung better than the current one that costs at most `probe_share` of the time left
+        (`probe_late_share` once fine-tuning has stalled)."""
+        options = self._rung_options()
+        share = self.settings.probe_late_share if self.late_rung else self.settings.probe_share
+        budget = share * (self.clock.left() - self._reserve())
+        better = options[:options.index(self.rung)] if self.rung in options else []
+        return self._best_within(better, budget)
 
     def _probe(self) -> None:
-        """Fit the linear probe on frozen features of the first sample."""
+        """Fit a linear probe on frozen features of the first sample: at the first rung, then (in later calls,
+        while time allows) at better ones, each a new predictor that competes for the answer."""
         s = self.settings
-        tick = time.time()
-        features = self.probe_extractor.extract(self.sample_x)
-        self.feature_rate = len(features) / max(time.time() - tick, 1e-3)
-        tick = time.time()
-        self.probe = LinearProbe(self.multilabel, self.num_classes, s.seed).fit(features[self.train_idx],
-                                                                                 self.sample_y[self.train_idx])
-        self.probe_fit_rate = len(self.train_idx) / max(time.time() - tick, 1e-3)
-        self.val_features = features[self.val_idx]
-        # the decoded training set starts with the sample's training part, in order: the refit reuses these
-        self.sample_features = features[np.setdiff1d(self.train_idx, self.val_idx)]
-        self._add_probe_predictor()
-        self._consider(["probe"], prefer_new=True)
-        logger.info("[train] probe on %d samples (validation NAUC %.3f); configuration %s", len(self.train_idx),
-                    self.predictors["probe"].val_score, self._name(self.config))
-        self.phase = Phase.PREPARE if self.candidates else Phase.DONE
+        if self._pixels_due is not None:
+            self._score_pixels_out_of_fold()
+        rung = self._first_rung() if self.rung is None else self._better_rung()
+        if rung is not None:
+            side, flip = rung
+            start = tick = time.time()
+            features = self.probe_extractor.extract(self.sample_x, resolution=side, flip=flip)
+            self.probe_rates[rung] = len(features) / max(time.time() - tick, 1e-3)
+            extracted = time.time() - tick
+            tick = time.time()
+            self.probe = self._linear(C=0.5).fit(features[self.fit_idx], self.sample_y[self.fit_idx])
+            self.probe_fit_rate = len(self.fit_idx) / max(time.time() - tick, 1e-3)
+            name = "probe" if self.rung is None else f"probe@{side}" + ("+flip" if flip else "")
+            self.rung = rung
+            self.probes[name] = (self.probe, rung)
+            if self.cv_folds:
+                self.val_features[rung] = features
+            else:  # the probe sample's validation part, then the samples it has grown by (in order)
+                grown = self.val_x[len(self.val_idx):]
+                self.val_features[rung] = np.concatenate(
+                    [features[self.val_idx], self.probe_extractor.extract(grown, resolution=side, flip=flip)])
+            # the decoded training set starts with the sample's training part, in order: the refit reuses these
+            self.sample_features = features[np.sort(self.train_idx)]
+            oof = self._out_of_fold(features, self.sample_y, C=0.5) if self.cv_folds else None
+            self._add_probe_predictor(name, oof)
+            self._consider([name], prefer_new=not self.late_rung)  # a late rung must beat the network's answers
+            logger.info("[train] %s (%d px%s) on %d samples in %.1f s (features %.1f s; estimated %.1f s with the "
+                        "test set) (validation NAUC %.3f); configuration %s", name, side,
+                        ", flipped too" if flip else "", len(self.fit_idx), time.time() - start, extracted,
+                        self._rung_cost(rung), self.predictors[name].val_score, self._name(self.config))
+        if rung is None or self.late_rung or self._better_rung() is None:
+            self.late_rung = False
+            self.phase = Phase.PREPARE if self.candidates else Phase.DONE
 
     def _select(self) -> None:
         if self.select is None or self.selected:
@@ -346,21 +455,25 @@ class AnytimeEngine:
         sample, as many as a twentieth of the time left affords at the probe's feature rate. Every
         predictor and the answer are rescored on the larger set. Returns the training samples left."""
         s = self.settings
-        if self.probe is None:
+        if self.probe is None or self.cv_folds:
             return x, y
         beyond = np.arange(len(x))[len(self.train_idx):]  # decoded samples outside the probe sample
         target = min(s.val_samples, int(s.val_share * (len(x) + len(self.val_y))))
-        extra = min(target - len(self.val_y), len(beyond) // 2, int(0.05 * available * self.feature_rate))
+        rate = 1.0 / sum(1.0 / self.probe_rates[rung] for rung in self.val_features)  # every rung's features
+        extra = min(target - len(self.val_y), len(beyond) // 2, int(0.05 * available * rate))
         if extra < max(10, len(self.val_y) // 4):
             return x, y
         _, chosen = stratified_split(y[beyond], extra / len(beyond), s.seed)
         move = beyond[chosen]
         self.val_x = np.concatenate([self.val_x, x[move]])
         self.val_y = np.concatenate([self.val_y, y[move]])
-        self.val_features = np.concatenate([self.val_features, self.probe_extractor.extract(x[move])])
+        for (side, flip), known in self.val_features.items():
+            self.val_features[(side, flip)] = np.concatenate(
+                [known, self.probe_extractor.extract(x[move], resolution=side, flip=flip)])
         if self.pixel_model is not None:
             self._add_pixel_predictor("pixels")
-        self._add_probe_predictor("probe")
+        for name in self.probes:
+            self._add_probe_predictor(name)
         for answer in (self.answer, self.pending):  # rescored from its recipe: only linear models exist so far
             if answer is not None:
                 answer.val = sum(w * self.predictors[name].val for name, w in answer.recipe.items())
@@ -375,9 +488,10 @@ class AnytimeEngine:
         `refit_share` of the time left affords, at most `refit_samples`): they answer until the network
         beats them, so better linear models lift the early, heavily weighted part of the curve."""
         s = self.settings
-        if self.probe is None:
+        if self.probe is None or self.cv_folds:
             return
-        seconds_per_sample = 1.0 / self.feature_rate + 1.0 / self.probe_fit_rate
+        side, flip = self.rung
+        seconds_per_sample = 1.0 / self.probe_rates[self.rung] + 1.0 / self.probe_fit_rate
         if self.pixel_model is not None:
             seconds_per_sample += 1.0 / self.pixel_rate
         n = min(len(x), s.refit_samples, int(s.refit_share * available / seconds_per_sample))
@@ -392,10 +506,12 @@ class AnytimeEngine:
         # x starts with the first sample's training part, whose probe features exist already (idx is sorted)
         known = idx[idx < len(self.sample_features)]
         features = np.concatenate([self.sample_features[known],
-                                   self.probe_extractor.extract(x[idx[len(known):]])])
-        self.probe = LinearProbe(self.multilabel, self.num_classes, s.seed).fit(features, y[idx])
-        self._add_probe_predictor("probe-refit")
-        names.append("probe-refit")
+                                   self.probe_extractor.extract(x[idx[len(known):]], resolution=side, flip=flip)])
+        self.probe = self._linear(C=0.5).fit(features, y[idx])
+        name = next(n for n, (_, r) in reversed(self.probes.items()) if r == self.rung) + "-refit"
+        self.probes[name] = (self.probe, self.rung)
+        self._add_probe_predictor(name)
+        names.append(name)
         logger.info("[train] linear models refit on %d samples in %.1f s: validation NAUC %s", n, time.time() - start,
                     ", ".join(f"{m} {self.predictors[m].val_score:.3f}" for m in names))
         self._consider(names, prefer_new=True)
@@ -412,16 +528,21 @@ class AnytimeEngine:
         self.slice *= s.growth
         self.rounds += 1
         tick = time.time()
-        val = self.trainer.predict(self.val_x)
-        self.predict_rate = len(self.val_x) / max(time.time() - tick, 1e-3)
-        score = self._val_score(val)
+        rows = self.net_rows
+        if rows is None:
+            val = self.trainer.predict(self.val_x)
+        else:  # only the held-out rows are honest for the network; the others are never scored
+            val = np.zeros((len(self.val_x), self.num_classes), np.float32)
+            val[rows] = self.trainer.predict(self.val_x[rows])
+        self.predict_rate = (len(self.val_x) if rows is None else len(rows)) / max(time.time() - tick, 1e-3)
+        score = self._val_score(val, rows)
         if score > self.net_best + 1e-4:
             self.net_best, self.stale_rounds = score, 0
         else:
             self.stale_rounds += 1
         name = f"network-{self.rounds}"
         trainer = self.trainer
-        self.predictors[name] = _Predictor(name, val, lambda: trainer.predict(self.test_x), score)
+        self.predictors[name] = _Predictor(name, val, lambda: trainer.predict(self.test_x), score, rows=rows)
         logger.info("[train] round %d (%s): %d steps in %.1f s, validation NAUC %.3f (answer %.3f)", self.rounds,
                     self._name(self.config), stats.steps, stats.seconds, score, self.answer.score)
         self._consider([name], prefer_new=False)
@@ -436,31 +557,37 @@ class AnytimeEngine:
 
         The default is the current answer, or with `prefer_new` the best new predictor alone unless it is
         surely worse than the current answer; any other challenger (a blend, or a new predictor when
-        the current answer is the default) must be surely better than the default to replace it.
+        the current answer is the default) must be surely better than the default to replace it. Two
+        answers are compared on the validation rows where both are honest.
         """
         base = self.pending or self.answer
-        alone = [Answer({n: 1.0}, self.predictors[n].val, self.predictors[n].val_score, label=n) for n in names]
+        alone = [Answer({n: 1.0}, self.predictors[n].val, self.predictors[n].val_score, label=n,
+                        rows=self.predictors[n].rows) for n in names]
         if base is None:
             self.pending = max(alone, key=lambda a: a.score)
             return
-        trusted = len(self.val_y) >= self.settings.min_val_choice  # too few samples: no blend weights fitted on them
         default = base
         if prefer_new:
             best_new = max(alone, key=lambda a: a.score)
-            if not (trusted and self._surely_better(base, best_new)):
+            if not (self._trusted(_common(base.rows, best_new.rows)) and self._surely_better(base, best_new)):
                 default = best_new
         challengers = [a for a in alone if a is not default]
-        if self.settings.blend and trusted:
+        untrusted = 0
+        if self.settings.blend:
             for a in alone:
+                rows = _common(base.rows, a.rows)
+                if not self._trusted(rows):  # blend weights chosen on so few samples would overfit them
+                    untrusted = len(self.val_y) if rows is None else len(rows)
+                    continue
                 for w in BLEND_WEIGHTS:
                     recipe = {k: w * v for k, v in base.recipe.items()}
                     recipe[a.label] = recipe.get(a.label, 0.0) + 1 - w
                     val = w * base.val + (1 - w) * a.val
-                    challengers.append(Answer(recipe, val, self._val_score(val)))
+                    challengers.append(Answer(recipe, val, self._val_score(val, rows), rows=rows))
         best = max(challengers, key=lambda a: a.score) if challengers else default
-        if not trusted:
+        if untrusted:
             logger.info("[answer] %d validation samples: below %d, no blends, priors for the linear models",
-                        len(self.val_y), self.settings.min_val_choice)
+                        untrusted, self.settings.min_val_choice)
         chosen = best if best is not default and self._surely_better(best, default) else default
         if chosen is not base:
             parts = sorted(chosen.recipe.items(), key=lambda kv: -kv[1])
@@ -469,19 +596,24 @@ class AnytimeEngine:
         logger.info("[answer] %s (validation NAUC %.3f; was %.3f)", "switch to " + chosen.label if chosen is not base
                     else f"keep (best challenger {best.score:.3f})", chosen.score, base.score)
 
-    def _surely_better(self, challenger: Answer, current: Answer) -> bool:
-        """`switch_confidence` of the bootstrap says the challenger validates better (0: a plain comparison)."""
-        needed = self.settings.switch_confidence
-        if challenger.score <= current.score:
-            return False
-        return needed == 0 or self._confidence(current.val, challenger.val) >= needed
+    def _trusted(self, rows: np.ndarray | None) -> bool:
+        return (len(self.val_y) if rows is None else len(rows)) >= self.settings.min_val_choice
 
-    def _confidence(self, current: np.ndarray, challenger: np.ndarray) -> float:
-        """Bootstrap probability that the challenger's validation NAUC beats the current one's."""
-        n = len(self.val_y)
+    def _surely_better(self, challenger: Answer, current: Answer) -> bool:
+        """`switch_confidence` of the bootstrap says the challenger validates better on the rows where both
+        are honest (0: a plain comparison)."""
+        needed = self.settings.switch_confidence
+        rows = _common(challenger.rows, current.rows)
+        if self._val_score(challenger.val, rows) <= self._val_score(current.val, rows):
+            return False
+        return needed == 0 or self._confidence(current.val, challenger.val, rows) >= needed
+
+    def _confidence(self, current: np.ndarray, challenger: np.ndarray, rows: np.ndarray | None = None) -> float:
+        """Bootstrap probability that the challenger's validation NAUC beats the current one's (on `rows`)."""
+        pool = np.arange(len(self.val_y)) if rows is None else rows
         wins = total = 0.0
         for _ in range(self.settings.bootstrap):
-            idx = self.rng.integers(0, n, n)
+            idx = pool[self.rng.integers(0, len(pool), len(pool))]
             try:
                 diff = nauc(self.val_y[idx], challenger[idx]) - nauc(self.val_y[idx], current[idx])
             except ScoringError:  # a resample without both classes in any column says nothing
@@ -500,21 +632,50 @@ class AnytimeEngine:
         return out
 
     # -- linear models --------------------------------------------------------------------------
-    def _fit_pixel_model(self, x: np.ndarray, y: np.ndarray, name: str) -> None:
-        size = self.settings.pixel_size
-        self.pixel_model = LinearProbe(self.multilabel, self.num_classes, self.settings.seed, C=0.1).fit(
-            pixel_features(x, size), y)
-        self._add_pixel_predictor(name)
+    def _linear(self, C: float) -> LinearProbe:
+        return LinearProbe(self.multilabel, self.num_classes, self.settings.seed, C=C)
 
-    def _add_pixel_predictor(self, name: str) -> None:
+    def _out_of_fold(self, features: np.ndarray, y: np.ndarray, C: float) -> np.ndarray:
+        """Predictions of each fold by a model fitted on the other folds (cross-validated sample)."""
+        out = np.zeros((len(y), self.num_classes), np.float32)
+        for fit, held in self.cv_folds:
+            out[held] = self._linear(C).fit(features[fit], y[fit]).predict(features[held])
+        return out
+
+    def _fit_pixel_model(self, x: np.ndarray, y: np.ndarray, name: str) -> None:
+        """Fit on (x, y). On a cross-validated sample the first answer cannot wait for the folds: the
+        predictor's out-of-fold validation comes with the next call (`_score_pixels_out_of_fold`)."""
+        features = pixel_features(x, self.settings.pixel_size)
+        self.pixel_model = self._linear(C=0.1).fit(features, y)
+        if self.cv_folds:
+            self._pixels_due = (features, y)
+            self._add_pixel_predictor(name, self.pixel_model.predict(features))  # in-sample: provisional
+        else:
+            self._add_pixel_predictor(name)
+
+    def _score_pixels_out_of_fold(self) -> None:
+        """Replace the pixel predictor's provisional validation by its out-of-fold one, in the answers too
+        (the pixel model is the only predictor when this runs)."""
+        features, y = self._pixels_due
+        self._pixels_due = None
+        predictor = self.predictors["pixels"]
+        predictor.val = self._out_of_fold(features, y, C=0.1)
+        predictor.val_score = self._val_score(predictor.val)
+        for answer in (self.answer, self.pending):
+            if answer is not None:
+                answer.val, answer.score = predictor.val, predictor.val_score
+
+    def _add_pixel_predictor(self, name: str, val: np.ndarray | None = None) -> None:
         model, size = self.pixel_model, self.settings.pixel_size
-        val = model.predict(pixel_features(self.val_x, size))
+        if val is None:
+            val = model.predict(pixel_features(self.val_x, size))
         self.predictors[name] = _Predictor(name, val, lambda: model.predict(self._test_pixels()), self._val_score(val))
 
-    def _add_probe_predictor(self, name: str = "probe") -> None:
-        probe = self.probe
-        val = probe.predict(self.val_features)
-        self.predictors[name] = _Predictor(name, val, lambda: probe.predict(self._test_features()),
+    def _add_probe_predictor(self, name: str, val: np.ndarray | None = None) -> None:
+        probe, rung = self.probes[name]
+        if val is None:
+            val = probe.predict(self.val_features[rung])
+        self.predictors[name] = _Predictor(name, val, lambda: probe.predict(self._test_features(rung)),
                                            self._val_score(val))
 
     def _test_pixels(self) -> np.ndarray:
@@ -522,10 +683,11 @@ class AnytimeEngine:
             self._pixels_cache = pixel_features(self.test_x, self.settings.pixel_size)
         return self._pixels_cache
 
-    def _test_features(self) -> np.ndarray:
-        if self._features_cache is None:
-            self._features_cache = self.probe_extractor.extract(self.test_x)
-        return self._features_cache
+    def _test_features(self, rung: Rung) -> np.ndarray:
+        if rung not in self._features_cache:
+            side, flip = rung
+            self._features_cache[rung] = self.probe_extractor.extract(self.test_x, resolution=side, flip=flip)
+        return self._features_cache[rung]
 
     # -- faults and stalls ----------------------------------------------------------------------
     def _next_configuration(self, *, stalled: bool) -> None:
@@ -540,6 +702,15 @@ class AnytimeEngine:
         if go_on:
             reason = "[train] fine-tuning stopped improving;" if stalled else "[fault]"
             logger.info("%s trying the next configuration: %s", reason, self._name(self.config))
+        if stalled and self.probe is not None and self.settings.probe_late_share > 0:
+            self.late_rung = True
+            rung = self._better_rung()
+            if rung is None:
+                self.late_rung = False
+            else:  # the probe at a better rung first; then the next configuration, if any
+                logger.info("[train] fine-tuning stalled: a better probe first (%d px%s)", rung[0],
+                            ", flipped too" if rung[1] else "")
+                self.phase = Phase.PROBE
 
     def _fault(self, exc: BaseException) -> None:
         """Log and record a failure, drop the failed configuration (or the probe), and go on with what is left."""
@@ -547,7 +718,8 @@ class AnytimeEngine:
             self.faults.append(Fault(self.phase.value, "probe", f"{type(exc).__name__}: {exc}"))
             logger.error("[fault] the probe failed (%s: %s); going on without it", type(exc).__name__, exc,
                          exc_info=exc)
-            self.probe = None
+            if not self.probes:  # a later rung failed: the earlier probes stand
+                self.probe = None
             self.phase = Phase.PREPARE if self.candidates else Phase.DONE
             return
         name = self._name(self.config)
@@ -563,18 +735,20 @@ class AnytimeEngine:
     def _name(config: TrainConfig | None) -> str:
         return "none" if config is None else (config.name or config.backbone)
 
-    def _read_probe_sample(self, dataset: Any) -> tuple[np.ndarray, np.ndarray]:
-        """The first samples in dataset order; four times as many when fewer than half the classes appear
-        (datasets stored sorted by class)."""
+    def _read_probe_sample(self, dataset: Any) -> tuple[np.ndarray, np.ndarray, bool]:
+        """The first samples in dataset order (and whether they are all of them); four times as many when
+        fewer than half the classes appear (datasets stored sorted by class)."""
         size = (self.resolution,) * 2
         arrays = to_arrays(dataset, size=size, max_samples=self.settings.probe_samples)
         seen = int(((arrays.y > 0).sum(0) > 0).sum())
         if not arrays.complete and seen * 2 < self.num_classes:
             arrays = to_arrays(dataset, size=size, max_samples=4 * self.settings.probe_samples)
-        return arrays.x, arrays.y
+        return arrays.x, arrays.y, arrays.complete
 
-    def _val_score(self, prediction: np.ndarray) -> float:
+    def _val_score(self, prediction: np.ndarray, rows: np.ndarray | None = None) -> float:
         try:
+            if rows is not None:
+                return nauc(self.val_y[rows], prediction[rows])
             return nauc(self.val_y, prediction)
         except ScoringError:  # a validation set without both classes in any column says nothing
             return 0.0

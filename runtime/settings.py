@@ -34,6 +34,19 @@ class RuntimeSettings:
         pixel_size: side of the downsampled images of the pixel model.
         probe_inline: when the probe's features of the first sample are estimated to take at most this many
             seconds, the probe is fitted in the first call too and competes for the first answer.
+        probe_resolutions: the probe's input sides, ascending (empty: the bundle's probe resolution).
+            The first probe uses the best (side, flip) whose features of the sample and the test set are
+            estimated to take at most `probe_first_seconds` (else the cheapest); a better one follows when
+            it costs at most `probe_share` of the time left. Frozen ImageNet features gain with the side
+            even on small images (upsampled), so the rungs trade time for accuracy.
+        probe_flip: also consider features averaged over the input and its horizontal flip (twice the cost).
+        probe_first_seconds, probe_share: the cost caps of the first and of a later probe (see above).
+        probe_late_share: when fine-tuning stalls, a better probe rung is fitted first if it costs at most
+            this share of the time left (0: never); it must then beat the answer like the network does.
+        cv_folds: when the first sample holds the whole training set (small data), the linear models are
+            scored by out-of-fold predictions of this many stratified folds over all of it and answer
+            fitted on all of it; the network still trains without its held-out part, and is compared on
+            that part alone. 0: a held-out part for every predictor.
         select_late: fingerprint and select after the first answers (when the training set is decoded),
             so selection costs the first prediction nothing; off: before the first answer.
         val_samples, val_share: once the training set is decoded, the validation set grows to this many
@@ -66,6 +79,12 @@ class RuntimeSettings:
     pixel_first: bool = True
     pixel_size: int = 16
     probe_inline: float = 0.0
+    probe_resolutions: tuple[int, ...] = (64, 128, 224)
+    probe_flip: bool = True
+    probe_first_seconds: float = 1.0
+    probe_share: float = 0.04
+    probe_late_share: float = 0.25
+    cv_folds: int = 5
     select_late: bool = True
     val_samples: int = 600
     val_share: float = 0.2
@@ -98,7 +117,22 @@ class RuntimeSettings:
         if not isinstance(self.switch_confidence, (int, float)) or not 0 <= self.switch_confidence < 1:
             raise ValueError(f"The 'switch_confidence' setting must be in [0, 1). Got {self.switch_confidence!r} "
                              "instead.")
-        for name in ("pixel_first", "select_late", "blend", "next_config_on_stall"):
+        if not isinstance(self.probe_resolutions, (tuple, list)) or any(
+                not isinstance(r, int) or r < 16 for r in self.probe_resolutions) or list(
+                self.probe_resolutions) != sorted(set(self.probe_resolutions)):
+            raise ValueError("The 'probe_resolutions' setting must be ascending distinct ints >= 16. "
+                             f"Got {self.probe_resolutions!r} instead.")
+        object.__setattr__(self, "probe_resolutions", tuple(self.probe_resolutions))  # JSON gives a list
+        if not isinstance(self.probe_first_seconds, (int, float)) or self.probe_first_seconds < 0:
+            raise ValueError(f"The 'probe_first_seconds' setting must be >= 0. Got {self.probe_first_seconds!r} "
+                             "instead.")
+        for name in ("probe_share", "probe_late_share"):
+            value = getattr(self, name)
+            if not isinstance(value, (int, float)) or not 0 <= value < 1:
+                raise ValueError(f"The {name!r} setting must be in [0, 1). Got {value!r} instead.")
+        if not isinstance(self.cv_folds, int) or self.cv_folds < 0 or self.cv_folds == 1:
+            raise ValueError(f"The 'cv_folds' setting must be 0 or an int >= 2. Got {self.cv_folds!r} instead.")
+        for name in ("pixel_first", "select_late", "blend", "next_config_on_stall", "probe_flip"):
             if not isinstance(getattr(self, name), bool):
                 raise ValueError(f"The {name!r} setting must be true or false. Got {getattr(self, name)!r} instead.")
 

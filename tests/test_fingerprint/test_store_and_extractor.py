@@ -61,3 +61,20 @@ def test_loading_never_unpickles(tmp_path: Path) -> None:
     np.savez(path, header=np.array([{"format_version": 1}], dtype=object))
     with pytest.raises(StoreError, match="not a fingerprint store"):
         Store.load(str(path))
+
+
+def test_extract_at_another_side_and_flipped() -> None:
+    from fingerprint.extractor import FeatureExtractor
+
+    x = np.random.default_rng(0).integers(0, 256, (3, 1, 24, 24, 3), dtype=np.uint8)
+    extractor = FeatureExtractor("mobilenet_v3_small", None, resolution=32)
+    plain, mirrored = extractor.extract(x), extractor.extract(x[:, :, :, ::-1])
+    scale = np.abs(plain).max()  # random weights give tiny features: compare relative to their size
+
+    def same(a: np.ndarray, b: np.ndarray) -> bool:
+        return bool(np.abs(a - b).max() <= 1e-4 * scale)
+
+    assert not same(plain, mirrored)
+    assert same(extractor.extract(x, flip=True), 0.5 * (plain + mirrored))
+    assert not same(extractor.extract(x, resolution=48), plain)
+    assert same(extractor.extract(x, resolution=32), plain)

@@ -44,4 +44,4 @@ def test_extracted_zip_runs_the_ingestion_loop_with_platform_packages_only(name:
     assert "timm" not in log  # the Lite0 probe network is ours
     o = result.outcome
     assert len(o.scores) >= 2 and o.first_prediction_time < 10 and o.alc > 0
-    assert "[select] most similar known dataset" in log and "[train] probe on" in log
+    assert "[select] most similar known dataset" in log and "[train] probe (" in log

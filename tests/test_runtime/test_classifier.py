@@ -23,7 +23,7 @@ BUNDLE = Path(__file__).resolve().parents[2] / "bundle"
 def test_probe_sample_reads_on_when_the_data_is_sorted_by_class(samples_dir: Path) -> None:
     train = AutoDLDataset(str(samples_dir / "miniciao/miniciao.data/train"))  # stored sorted by class
     model = AnytimeClassifier(train.get_metadata(), str(BUNDLE), RuntimeSettings(probe_samples=16))
-    x, y = model.engine._read_probe_sample(train.get_dataset())
+    x, y, complete = model.engine._read_probe_sample(train.get_dataset())
     assert len(x) == 64 and (y.sum(0) > 0).sum() >= 5
 
 
@@ -79,7 +79,7 @@ def test_validation_grows_from_the_decoded_training_set(raw_dir: Path, tmp_path:
     before, answer = len(engine.val_y), engine.pending or engine.answer
     x, y = engine._decode_training_set(train.get_dataset(), available=600)
     left_x, left_y = engine._grow_validation(x, y, available=600)
-    assert len(engine.val_y) == len(engine.val_x) == len(engine.val_features) == 150
+    assert len(engine.val_y) == len(engine.val_x) == len(engine.val_features[engine.rung]) == 150
     assert len(left_x) + len(engine.val_y) == train.get_metadata().size() and len(left_x) == len(left_y)
     assert (engine.val_y.sum(0) >= 10).all()  # stratified: every digit is validated
     assert len(answer.val) == 150 and len(engine.predictors["probe"].val) == 150 and before < 150
@@ -99,7 +99,8 @@ def test_probe_network_apart_from_the_fingerprint_network(samples_dir: Path, tmp
     assert prediction.shape == (test.get_metadata().size(), 10) and np.isfinite(prediction).all()
     engine = model.engine
     assert engine.answer.recipe == {"probe": 1.0}  # the probe answers first when pixel_first is off
-    assert engine._features_cache.shape[1] == model.probe_extractor.info.feature_dim != model.extractor.info.feature_dim
+    features = engine._features_cache[engine.rung]
+    assert features.shape[1] == model.probe_extractor.info.feature_dim != model.extractor.info.feature_dim
     assert engine.test_x.shape[2] == engine.val_x.shape[2] == 40  # validation and test: one storage resolution
 
 

@@ -59,7 +59,7 @@ def test_without_the_pixel_model_the_probe_answers_first(data: tuple[AutoDLDatas
 
 def test_a_cheap_probe_joins_the_first_answer(data: tuple[AutoDLDataset, AutoDLDataset]) -> None:
     train, test = data
-    engine = _engine(60, [CONFIG], probe_inline=1e6)
+    engine = _engine(60, [CONFIG], probe_inline=1e6, probe_share=0.0)
     engine.train(train.get_dataset(), remaining_time_budget=60)
     assert engine.phase is Phase.PREPARE and {"pixels", "probe"} <= set(engine.predictors)
     assert engine.test(test.get_dataset(), remaining_time_budget=59).shape == (9, 3)
@@ -212,3 +212,115 @@ def test_settings_file_with_a_bad_value_names_the_file(tmp_path: Path, monkeypat
     monkeypatch.setenv("AUTODL_SETTINGS", str(tmp_path / "s.json"))
     with pytest.raises(ValueError, match=r"s\.json: The 'growth' setting must be a positive number"):
         load_settings(str(tmp_path))
+
+
+@pytest.mark.parametrize("field, value", [("probe_resolutions", (128, 64)), ("probe_resolutions", (8,)),
+                                          ("cv_folds", 1), ("probe_share", 1.0), ("probe_first_seconds", -1)])
+def test_bad_probe_and_cv_settings_name_the_setting(field: str, value: object) -> None:
+    with pytest.raises(ValueError, match=f"The '{field}' setting must be"):
+        RuntimeSettings(**{field: value})
+
+
+def test_small_data_is_cross_validated(data: tuple[AutoDLDataset, AutoDLDataset]) -> None:
+    """The first sample holds all 60 samples: the linear models are scored out of fold on all of them and
+    fitted on all of them; the network trains without the held-out part and is scored on it alone."""
+    train, test = data
+    engine = _engine(60, [CONFIG], probe_resolutions=(32,), probe_flip=False)
+    engine.train(train.get_dataset(), remaining_time_budget=60)
+    assert len(engine.cv_folds) == 5 and len(engine.val_y) == 60 and np.array_equal(engine.net_rows, engine.val_idx)
+    held = np.sort(np.concatenate([h for _, h in engine.cv_folds]))
+    assert np.array_equal(held, np.arange(60))  # every sample held out once
+    assert engine._pixels_due is not None  # the first answer does not wait for the folds
+    engine.test(test.get_dataset(), remaining_time_budget=59)
+    engine.train(train.get_dataset(), remaining_time_budget=59)
+    pixels = engine.predictors["pixels"]
+    features = pixel_features(engine.sample_x, engine.settings.pixel_size)
+    assert np.allclose(pixels.val, engine._out_of_fold(features, engine.sample_y, C=0.1))  # out of fold now
+    assert not np.allclose(pixels.val, engine.pixel_model.predict(features))  # not the model fitted on all
+    assert pixels.rows is None and np.array_equal(engine.answer.val, pixels.val)  # the first answer rescored
+    probe, rung = engine.probes["probe"]
+    assert np.allclose(engine.predictors["probe"].val,
+                       engine._out_of_fold(engine.val_features[rung], engine.sample_y, C=0.5), atol=1e-6)
+    engine.test(test.get_dataset(), remaining_time_budget=58)
+    engine.train(train.get_dataset(), remaining_time_budget=58)
+    assert engine.phase is Phase.FINE_TUNE and len(engine.train_data.x) == 60 - len(engine.val_idx)
+    network = engine.predictors["network-1"]
+    outside = np.setdiff1d(np.arange(60), engine.net_rows)
+    assert np.array_equal(network.rows, engine.net_rows) and np.all(network.val[outside] == 0)
+    assert network.val_score == engine._val_score(network.val, engine.net_rows)
+
+
+def test_without_cv_folds_every_predictor_is_held_out(data: tuple[AutoDLDataset, AutoDLDataset]) -> None:
+    train, _ = data
+    engine = _engine(60, [CONFIG], cv_folds=0)
+    engine.train(train.get_dataset(), remaining_time_budget=60)
+    assert engine.cv_folds == [] and engine.net_rows is None and len(engine.val_y) == len(engine.val_idx) < 60
+
+
+def test_cross_validation_with_classes_smaller_than_the_folds(make_array_dataset) -> None:
+    folder, _ = make_array_dataset("few", n_train=20, n_test=4, shape=(16, 16, 3), classes=10)  # 2 per class
+    train = AutoDLDataset(str(folder / "few.data/train"))
+    engine = AnytimeEngine(num_classes=10, train_size=20, probe_extractor=FeatureExtractor("mobilenet_v3_small", None,
+                                                                                          resolution=32),
+                           candidates=[], storage_resolution=32, settings=RuntimeSettings(probe_resolutions=(32,)))
+    engine.train(train.get_dataset(), remaining_time_budget=60)
+    assert len(engine.cv_folds) == 5 and engine.predictors["pixels"].val.shape == (20, 10)
+
+
+def test_answers_are_compared_on_the_rows_where_both_are_honest() -> None:
+    engine = _decisions()
+    labels = engine.val_y.argmax(1)
+    rows = np.arange(0, 400, 4)
+    # a network perfect on its held-out rows; its other rows are zeros and must not count
+    val = np.zeros((400, 2), np.float32)
+    val[rows] = np.eye(2)[labels[rows]]
+    engine.predictors["network-1"] = _Predictor("network-1", val, lambda: np.zeros((5, 2)),
+                                                engine._val_score(val, rows), rows=rows)
+    assert engine.predictors["network-1"].val_score == 1.0 and engine._val_score(val) < 0.6
+    engine._consider(["network-1"], prefer_new=False)
+    assert engine.pending is not None and "network-1" in engine.pending.recipe
+    assert np.array_equal(engine.pending.rows, rows)
+
+
+def test_the_probe_climbs_rungs_while_time_allows(data: tuple[AutoDLDataset, AutoDLDataset]) -> None:
+    train, test = data
+    engine = _engine(60, [CONFIG], probe_resolutions=(32, 48), probe_first_seconds=0.0, probe_share=0.9)
+    engine.train(train.get_dataset(), remaining_time_budget=600)
+    engine.test(test.get_dataset(), remaining_time_budget=600)
+    engine.train(train.get_dataset(), remaining_time_budget=600)  # nothing fits 0 s: the cheapest rung first
+    assert engine.rung == (32, False) and engine.phase is Phase.PROBE  # a better rung is affordable
+    engine.test(test.get_dataset(), remaining_time_budget=600)
+    engine.train(train.get_dataset(), remaining_time_budget=600)
+    assert engine.rung == (48, True) and "probe@48+flip" in engine.predictors and engine.phase is Phase.PREPARE
+    assert set(engine.val_features) == {(32, False), (48, True)}
+    engine.pending = Answer({"probe": 0.5, "probe@48+flip": 0.5}, engine.predictors["probe"].val, 0.0, label="both")
+    engine.test(test.get_dataset(), remaining_time_budget=600)
+    assert set(engine._features_cache) == {(32, False), (48, True)}  # each rung's test features, computed once
+
+
+def test_no_time_for_a_better_rung_goes_on(data: tuple[AutoDLDataset, AutoDLDataset]) -> None:
+    train, test = data
+    engine = _engine(60, [CONFIG], probe_resolutions=(32, 48), probe_first_seconds=0.0, probe_share=0.0)
+    engine.train(train.get_dataset(), remaining_time_budget=600)
+    engine.test(test.get_dataset(), remaining_time_budget=600)
+    engine.train(train.get_dataset(), remaining_time_budget=600)
+    assert engine.rung == (32, False) and engine.phase is Phase.PREPARE and list(engine.probes) == ["probe"]
+
+
+def test_a_stall_fits_a_better_probe_before_the_next_configuration(
+        data: tuple[AutoDLDataset, AutoDLDataset]) -> None:
+    train, test = data
+    engine = _engine(60, [CONFIG, CONFIG], probe_resolutions=(32, 48), probe_flip=False, probe_first_seconds=0.0,
+                     probe_share=0.0, probe_late_share=0.9, cv_folds=0)
+    for _ in range(3):
+        engine.train(train.get_dataset(), remaining_time_budget=600)
+        engine.test(test.get_dataset(), remaining_time_budget=600)
+    assert engine.phase is Phase.FINE_TUNE and engine.rung == (32, False)
+    engine._next_configuration(stalled=True)
+    assert engine.phase is Phase.PROBE and engine.late_rung and len(engine.candidates) == 1
+    engine.train(train.get_dataset(), remaining_time_budget=600)
+    assert engine.rung == (48, False) and "probe@48" in engine.predictors and not engine.late_rung
+    assert engine.phase is Phase.PREPARE  # then the next configuration
+    assert len(engine.val_features[(48, False)]) == len(engine.val_y)
+    engine.train(train.get_dataset(), remaining_time_budget=600)
+    assert engine.phase is Phase.FINE_TUNE and engine.faults == []
