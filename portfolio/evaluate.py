@@ -1,16 +1,20 @@
 """Leave-one-dataset-out selection quality on any performance matrix.
 
     python -m portfolio.evaluate --matrix matrix.csv --meta-features meta.csv --selector knn [--k 1] [--safe]
+    python -m portfolio.evaluate --matrix matrix.csv --meta-features meta.csv --selector pairwise [--l2 1.0]
     python -m portfolio.evaluate --matrix matrix.csv --selector mapping --mapping lodo.csv [--safe]
 
 Both CSVs have dataset names in the first column (matrices and meta-features made elsewhere work
 too). For each dataset d, the selector sees only the other datasets: `knn` takes the k nearest by
 standardised meta-features and picks the configuration with the best mean score over them;
 `mapping` reads which known dataset d was matched with (e.g. `fingerprint.evaluate
---leave-one-out --csv`) and picks that dataset's best configuration. Regret is d's oracle (its best
+--leave-one-out --csv`) and picks that dataset's best configuration; `pairwise` learns, from the
+other datasets, a linear score per configuration over the meta-features with a pairwise ranking
+loss (in the manner of ZAP-HPO; a crashed cell ranks below every result) and picks the best
+scored (with strong regularisation it falls back to the single best). Regret is d's oracle (its best
 score) minus the score of the pick (a crashed pick scores 0 here, worst case for ALC-like scores).
-Reported next to: single best (best mean over the other datasets), random (expected regret of a
-uniform pick) and a `default` column when present. `--safe` never picks a configuration that
+Reported next to: 1-NN on the meta-features (when given), single best (best mean over the other
+datasets), random (expected regret of a uniform pick), oracle, and a `default` column when present. `--safe` never picks a configuration that
 crashed (empty cell, or 0) on any of the other datasets.
 """
 
@@ -27,7 +31,8 @@ import numpy as np
 
 from portfolio.matrix import read_labelled_csv, read_matrix
 
-__all__ = ["Report", "read_table", "lodo_regret", "main"]
+__all__ = ["Report", "PICKERS", "read_table", "lodo_regret", "knn_picker", "pairwise_picker", "mapping_picker",
+           "main"]
 
 Matrix = dict[str, dict[str, float | None]]
 
@@ -102,6 +107,64 @@ def knn_picker(matrix: Matrix, meta: dict[str, list[float]], k: int) -> Callable
     return pick
 
 
+class PairwiseRanker:
+    """Scores s(d, c) = w_c · z(d) + b_c over standardised meta-features z, fitted by a pairwise logistic
+    loss over the ordered pairs of configurations within each training dataset, plus `l2` · |w|²."""
+
+    def __init__(self, l2: float = 1.0):
+        self.l2 = l2
+
+    def fit(self, meta: np.ndarray, scores: np.ndarray) -> PairwiseRanker:
+        """`meta` `[D, F]`; `scores` `[D, C]` with NaN for a crash (below every result)."""
+        from scipy.optimize import minimize
+
+        self.mu_, self.sd_ = meta.mean(0), meta.std(0) + 1e-12
+        z = np.hstack([(meta - self.mu_) / self.sd_, np.ones((len(meta), 1))])
+        ranked = np.where(np.isnan(scores), -np.inf, scores)
+        d, i, j = np.nonzero(ranked[:, :, None] > ranked[:, None, :] + 1e-12)  # i beats j on dataset d
+        n_features, n_configs = z.shape[1], scores.shape[1]
+        if len(d) == 0:
+            self.w_ = np.zeros((n_configs, n_features))
+            return self
+
+        def loss(flat: np.ndarray) -> tuple[float, np.ndarray]:
+            w = flat.reshape(n_configs, n_features)
+            s = z @ w.T  # [D, C]
+            margin = s[d, i] - s[d, j]
+            value = np.logaddexp(0.0, -margin).mean() + self.l2 * (w[:, :-1] ** 2).sum()  # no penalty on b
+            g_margin = -1.0 / (1.0 + np.exp(margin)) / len(d)
+            g_s = np.zeros_like(s)
+            np.add.at(g_s, (d, i), g_margin)
+            np.add.at(g_s, (d, j), -g_margin)
+            grad = g_s.T @ z
+            grad[:, :-1] += 2 * self.l2 * w[:, :-1]
+            return value, grad.ravel()
+
+        result = minimize(loss, np.zeros(n_configs * n_features), jac=True, method="L-BFGS-B")
+        self.w_ = result.x.reshape(n_configs, n_features)
+        return self
+
+    def scores(self, meta: np.ndarray) -> np.ndarray:
+        z = np.hstack([(meta - self.mu_) / self.sd_, np.ones((len(meta), 1))])
+        return z @ self.w_.T
+
+
+def pairwise_picker(matrix: Matrix, meta: dict[str, list[float]], l2: float = 1.0
+                    ) -> Callable[[str, list[str], list[str]], str]:
+    missing = [d for d in matrix if d not in meta]
+    if missing:
+        raise ValueError(f"meta-features missing for dataset(s): {', '.join(missing)}")
+    configs = list(next(iter(matrix.values())))
+
+    def pick(d: str, others: list[str], allowed: list[str]) -> str:
+        scores = np.array([[np.nan if matrix[o][c] is None else matrix[o][c] for c in configs] for o in others])
+        ranker = PairwiseRanker(l2).fit(np.array([meta[o] for o in others], float), scores)
+        predicted = ranker.scores(np.array([meta[d]], float))[0]
+        return max(allowed, key=lambda c: (predicted[configs.index(c)], -allowed.index(c)))
+
+    return pick
+
+
 def mapping_picker(matrix: Matrix, mapping: dict[str, str]) -> Callable[[str, list[str], list[str]], str]:
     def pick(d: str, others: list[str], allowed: list[str]) -> str:
         if d not in mapping:
@@ -117,9 +180,10 @@ def mapping_picker(matrix: Matrix, mapping: dict[str, str]) -> Callable[[str, li
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m portfolio.evaluate", description=__doc__.splitlines()[0])
     p.add_argument("--matrix", required=True)
-    p.add_argument("--selector", choices=("knn", "mapping"), default="knn")
+    p.add_argument("--selector", choices=sorted(PICKERS), default="knn")
     p.add_argument("--meta-features", help="CSV of meta-features (knn)")
     p.add_argument("--k", type=int, default=1)
+    p.add_argument("--l2", type=float, default=1.0, help="regularisation of the pairwise ranker")
     p.add_argument("--mapping", help="CSV dataset,selected[,...] (mapping)")
     p.add_argument("--safe", action="store_true")
     p.add_argument("--seed", type=int, default=0)
@@ -128,17 +192,12 @@ def main(argv: list[str] | None = None) -> int:
         matrix = read_matrix(args.matrix)
         if len(matrix) < 2:
             raise ValueError("leave-one-dataset-out needs at least two datasets")
-        if args.selector == "knn":
-            if not args.meta_features:
-                raise ValueError("--selector knn needs --meta-features")
-            picker = knn_picker(matrix, read_table(args.meta_features), args.k)
-        else:
-            if not args.mapping:
-                raise ValueError("--selector mapping needs --mapping")
-            with open(args.mapping, newline="") as f:
-                picker = mapping_picker(matrix, {row[0]: row[1] for row in list(csv.reader(f))[1:]})
-        reports = [lodo_regret(matrix, picker, args.selector, safe=args.safe),
-                   lodo_regret(matrix, lambda d, o, a: _best_mean(matrix, o, a), "single best", safe=args.safe)]
+        meta = read_table(args.meta_features) if args.meta_features else None
+        picker = PICKERS[args.selector](matrix, meta, args)
+        reports = [lodo_regret(matrix, picker, args.selector, safe=args.safe)]
+        if meta is not None and (args.selector, args.k) != ("knn", 1):
+            reports.append(lodo_regret(matrix, knn_picker(matrix, meta, 1), "1-NN", safe=args.safe))
+        reports.append(lodo_regret(matrix, lambda d, o, a: _best_mean(matrix, o, a), "single best", safe=args.safe))
         configs = list(next(iter(matrix.values())))
         if "default" in configs:
             reports.append(lodo_regret(matrix, lambda d, o, a: "default", "default"))
@@ -154,11 +213,35 @@ def main(argv: list[str] | None = None) -> int:
         print(f"| {r.name} | {r.mean:.4f} | {r.median:.4f} | {r.oracle_hits}/{len(matrix)} |")
     print(f"| random (expected) | {statistics.fmean(random_regret.values()):.4f} | "
           f"{statistics.median(random_regret.values()):.4f} | - |")
+    print(f"| oracle | 0.0000 | 0.0000 | {len(matrix)}/{len(matrix)} |")
     print("\n| dataset | " + " | ".join(f"{r.name} pick" for r in reports) + " |")
     print("|---|" + "---|" * len(reports))
     for d in matrix:
         print(f"| {d} | " + " | ".join(f"{r.picks[d]} ({r.regrets[d]:.3f})" for r in reports) + " |")
     return 0
+
+
+def _needs_meta(name: str, meta: dict[str, list[float]] | None) -> dict[str, list[float]]:
+    if meta is None:
+        raise ValueError(f"--selector {name} needs --meta-features")
+    return meta
+
+
+def _mapping(matrix: Matrix, meta: dict[str, list[float]] | None, args: argparse.Namespace
+             ) -> Callable[[str, list[str], list[str]], str]:
+    if not args.mapping:
+        raise ValueError("--selector mapping needs --mapping")
+    with open(args.mapping, newline="") as f:
+        return mapping_picker(matrix, {row[0]: row[1] for row in list(csv.reader(f))[1:]})
+
+
+# selector name -> (matrix, meta-features or None, CLI arguments) -> picker
+PICKERS: dict[str, Callable[[Matrix, dict[str, list[float]] | None, argparse.Namespace],
+                            Callable[[str, list[str], list[str]], str]]] = {
+    "knn": lambda m, meta, a: knn_picker(m, _needs_meta("knn", meta), a.k),
+    "pairwise": lambda m, meta, a: pairwise_picker(m, _needs_meta("pairwise", meta), a.l2),
+    "mapping": _mapping,
+}
 
 
 if __name__ == "__main__":

@@ -74,12 +74,11 @@ def _python(*args: str) -> None:
 def make_video_dataset(source: str, out: str, *, name: str, frames: int = 8, size: int = 48,
                        clips_per_class: int = 60, seed: int = 0) -> None:
     """Clips that pan and zoom across the images of an AutoDL dataset (labels of the images)."""
-    import tensorflow as tf
-
     from metadata.arrays import to_arrays
     from metadata.check import find_dataset
     from metadata.convert import convert_arrays
     from metadata.reader import AutoDLDataset
+    from portfolio.derive import pan_clips
 
     _, data_dir = find_dataset(source)
     rng = np.random.default_rng(seed)
@@ -91,19 +90,7 @@ def make_video_dataset(source: str, out: str, *, name: str, frames: int = 8, siz
             labels = np.loadtxt(os.path.join(os.path.dirname(data_dir), f"{Path(data_dir).stem}.solution"),
                                 ndmin=2).argmax(1)
         keep = np.concatenate([np.flatnonzero(labels == c)[:per_class] for c in np.unique(labels)])
-        images = arrays.x[keep, 0].astype(np.float32)
-        n = len(images)
-        # start and end boxes (y1, x1, y2, x2) in [0, 1]: a window of 50-90 % of the side that moves and zooms
-        side0, side1 = rng.uniform(0.5, 0.9, n), rng.uniform(0.5, 0.9, n)
-        y0, x0 = rng.uniform(0, 1 - side0), rng.uniform(0, 1 - side0)
-        y1, x1 = rng.uniform(0, 1 - side1), rng.uniform(0, 1 - side1)
-        t = np.linspace(0, 1, frames)[None, :]
-        ys, xs = y0[:, None] * (1 - t) + y1[:, None] * t, x0[:, None] * (1 - t) + x1[:, None] * t
-        sides = side0[:, None] * (1 - t) + side1[:, None] * t
-        boxes = np.stack([ys, xs, ys + sides, xs + sides], -1).reshape(-1, 4)
-        index = np.repeat(np.arange(n), frames)
-        clips = tf.image.crop_and_resize(images, boxes, index, (size, size)).numpy()
-        clips = np.clip(np.round(clips), 0, 255).astype(np.uint8).reshape(n, frames, size, size, -1)
+        clips = pan_clips(arrays.x[keep, 0], rng, frames=frames, size=size)
         splits[split] = (clips, labels[keep])
     names = [line.strip() for line in open(os.path.join(os.path.dirname(data_dir), f"{Path(data_dir).stem}_label.name"))]
     convert_arrays(splits["train"][0], splits["train"][1], splits["test"][0], splits["test"][1], out, name=name,

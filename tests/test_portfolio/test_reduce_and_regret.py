@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from portfolio.evaluate import main as evaluate_main
@@ -93,3 +94,48 @@ def test_lodo_safe_and_default(tmp_path: Path, capsys: pytest.CaptureFixture) ->
     (tmp_path / "bad.csv").write_text("dataset,selected\nd1,d1\nd2,d1\nd3,d1\n")
     assert evaluate_main(["--matrix", path, "--selector", "mapping", "--mapping", str(tmp_path / "bad.csv")]) == 2
     assert "not another dataset" in capsys.readouterr().err
+
+
+def _synthetic(n: int = 24) -> tuple[dict, dict]:
+    """Meta-feature x in [0, 1]: A scores x, B scores 1 - x, C 0.45 everywhere, D 0.95 where x < 0.3 and
+    crashes elsewhere."""
+    xs = np.linspace(0, 1, n)
+    matrix = {f"d{i}": {"A": x, "B": 1 - x, "C": 0.45, "D": 0.95 if x < 0.3 else None} for i, x in enumerate(xs)}
+    meta = {f"d{i}": [x, 0.0] for i, x in enumerate(xs)}  # a constant meta-feature must do no harm
+    return matrix, meta
+
+
+def test_pairwise_ranker_learns_which_configuration_wins_where() -> None:
+    from portfolio.evaluate import _best_mean, lodo_regret, pairwise_picker
+
+    matrix, meta = _synthetic()
+    learned = lodo_regret(matrix, pairwise_picker(matrix, meta, l2=1e-3), "pairwise")
+    single = lodo_regret(matrix, lambda d, o, a: _best_mean(matrix, o, a), "single best")
+    assert learned.mean < 0.05 < single.mean
+    # D wins where x < 0.3 and crashes elsewhere: picked only on the low side
+    assert all(meta[d][0] < 0.3 for d, c in learned.picks.items() if c == "D")
+    assert sum(c == "D" for c in learned.picks.values()) >= 1
+    assert all(learned.picks[d] != "D" for d in matrix if meta[d][0] > 0.4)
+
+
+def test_pairwise_ranker_regularised_to_the_single_best() -> None:
+    from portfolio.evaluate import PairwiseRanker
+
+    matrix, meta = _synthetic()
+    names = list(matrix)
+    scores = np.array([[np.nan if matrix[d][c] is None else matrix[d][c] for c in "ABCD"] for d in names])
+    ranker = PairwiseRanker(l2=1e6).fit(np.array([meta[d] for d in names]), scores)
+    predicted = ranker.scores(np.array([[0.0, 0.0], [1.0, 0.0]]))
+    assert predicted.argmax(1).tolist() == [predicted[0].argmax()] * 2  # the meta-features no longer matter
+
+
+def test_evaluate_cli_pairwise(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    matrix, meta = _synthetic(8)
+    path = _write(tmp_path, matrix)
+    (tmp_path / "meta.csv").write_text("dataset,x,c\n" + "".join(f"{d},{v[0]},{v[1]}\n" for d, v in meta.items()))
+    assert evaluate_main(["--matrix", path, "--selector", "pairwise"]) == 2
+    assert "--selector pairwise needs --meta-features" in capsys.readouterr().err
+    assert evaluate_main(["--matrix", path, "--selector", "pairwise", "--meta-features",
+                          str(tmp_path / "meta.csv"), "--l2", "0.001"]) == 0
+    out = capsys.readouterr().out
+    assert "| pairwise |" in out and "| 1-NN |" in out and "| single best |" in out and "| oracle | 0.0000" in out
