@@ -50,6 +50,8 @@ class HeldOut:
     test_labels: np.ndarray
     train_size: int
     num_classes: int
+    matrix_size: tuple[int, int] = (-1, -1)  # the dataset's (rows, columns); -1: sizes vary
+    sequence_size: int = 1
 
 
 def held_out_split(dataset_dir: str, fraction: float = 0.25, seed: int = 0,
@@ -82,8 +84,10 @@ def held_out_split(dataset_dir: str, fraction: float = 0.25, seed: int = 0,
             return ds.map(lambda i, sample: (sample[0], tf.zeros_like(sample[1])))
         return ds.map(lambda i, sample: (sample[0], sample[1]))
 
+    metadata = split.get_metadata()
     return HeldOut(train=subset(train_idx, False), test=subset(val_idx, True), test_labels=labels[val_idx],
-                   train_size=len(train_idx), num_classes=labels.shape[1])
+                   train_size=len(train_idx), num_classes=labels.shape[1], matrix_size=metadata.get_matrix_size(),
+                   sequence_size=metadata.get_sequence_size())
 
 
 def evaluate_config(config: Any, dataset_dir: str, budget: float, *, weights_dir: str | None = None,
@@ -104,7 +108,7 @@ def evaluate_config(config: Any, dataset_dir: str, budget: float, *, weights_dir
 
     from fingerprint.extractor import FeatureExtractor
     from learner.backbones import get_backbone, weights_path
-    from runtime.engine import AnytimeEngine
+    from runtime.engine import AnytimeEngine, probe_storage
     from runtime.settings import RuntimeSettings
     from scoring.metrics import alc, nauc
 
@@ -120,9 +124,10 @@ def evaluate_config(config: Any, dataset_dir: str, budget: float, *, weights_dir
                                  frames=config.frames_per_clip, seed=seed)
     data = held_out_split(dataset_dir, val_fraction, seed, max_samples)
     settings = replace(settings or RuntimeSettings(), seed=seed)
+    side = probe_storage(settings, extractor.resolution, data.matrix_size, data.sequence_size)  # as the Model does
     engine = AnytimeEngine(num_classes=data.num_classes, train_size=data.train_size, probe_extractor=extractor,
                            candidates=[config], weights_dir=weights_dir,
-                           storage_resolution=max(config.resolution, extractor.resolution), settings=settings)
+                           storage_resolution=max(config.resolution, extractor.resolution, side), settings=settings)
     timestamps, scores = [], []
     start = time.time()
     while not engine.done_training:  # the platform's loop
@@ -144,12 +149,14 @@ def evaluate_config(config: Any, dataset_dir: str, budget: float, *, weights_dir
 
 
 def alc_objective(config: dict[str, Any], budget: float, context: dict[str, Any]) -> dict[str, Any]:
-    """The default objective: `evaluate_config` of the mapped configuration; loss = 1 - ALC."""
-    from portfolio.space import to_train_config
+    """The default objective: `evaluate_config` of the mapped configuration (and its run-time knobs, for a
+    pipeline space); loss = 1 - ALC."""
+    from portfolio.space import to_runtime_settings, to_train_config
 
     evaluation = evaluate_config(to_train_config(config), context["dataset"], budget,
                                  weights_dir=context.get("weights_dir"), probe=context.get("probe"),
-                                 seed=int(context.get("seed", 0)), max_samples=context.get("max_samples"))
+                                 seed=int(context.get("seed", 0)), max_samples=context.get("max_samples"),
+                                 settings=to_runtime_settings(config))
     return {"loss": 1.0 - evaluation.alc, "info": evaluation.to_dict()}
 
 

@@ -3,24 +3,78 @@
 As in the paper: optimizer {Adam, SGD}, batch size {16, 32, 64, 128}, learning rate 1e-5..0.5
 (log), dropout 0.01..0.99; plus the model (backbone and weights source, one categorical over the
 weights files that exist) and the input resolution; for video, frames per clip and frame sampling.
+With `pipeline=True` the space also holds the run-time engine's knobs (`RUNTIME_KNOBS`: the probe's
+rungs, cross-validation, the answer decisions and the fine-tuning schedule), so that a sampled
+configuration is a whole anytime pipeline: `to_runtime_settings` maps it to `RuntimeSettings`.
 """
 
 from __future__ import annotations
 
 import glob
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import ConfigSpace as CS
 
 from learner.backbones import get_spec, list_backbones
 from learner.config import FRAME_SAMPLING, TrainConfig
+from runtime.settings import RuntimeSettings
 
-__all__ = ["RANDOM_WEIGHTS", "available_models", "build_space", "to_train_config", "from_train_config",
-           "selector_space", "to_selector_params"]
+__all__ = ["RANDOM_WEIGHTS", "RUNTIME_KNOBS", "RuntimeKnob", "register_runtime_knob", "available_models",
+           "build_space", "to_train_config", "from_train_config", "to_runtime_settings", "selector_space",
+           "to_selector_params"]
 
 RANDOM_WEIGHTS = "random"
+RUNTIME_PREFIX = "rt:"  # hyperparameter names of the run-time knobs
+
+
+@dataclass(frozen=True)
+class RuntimeKnob:
+    """A run-time choice of the pipeline space: its categorical choices (strings, as ConfigSpace and BOHB
+    handle them best), the default (today's behaviour), and how a choice sets `RuntimeSettings` fields."""
+
+    name: str
+    choices: tuple[str, ...]
+    default: str
+    to_settings: Callable[[str], dict[str, Any]]
+
+
+RUNTIME_KNOBS: dict[str, RuntimeKnob] = {}
+
+
+def register_runtime_knob(knob: RuntimeKnob) -> RuntimeKnob:
+    if knob.name in RUNTIME_KNOBS:
+        raise ValueError(f"run-time knob {knob.name!r} is already registered")
+    if knob.default not in knob.choices:
+        raise ValueError(f"run-time knob {knob.name!r}: default {knob.default!r} is not a choice")
+    for choice in knob.choices:
+        RuntimeSettings(**knob.to_settings(choice))  # every choice must give valid settings
+    RUNTIME_KNOBS[knob.name] = knob
+    return knob
+
+
+def _flag(field_name: str) -> Callable[[str], dict[str, Any]]:
+    return lambda choice: {field_name: choice == "on"}
+
+
+_RUNGS = (64, 128, 224)
+for _knob in (
+    RuntimeKnob("probe_top", tuple(str(r) for r in _RUNGS), "224",
+                lambda c: {"probe_resolutions": tuple(r for r in _RUNGS if r <= int(c))}),
+    RuntimeKnob("probe_flip", ("on", "off"), "on", _flag("probe_flip")),
+    RuntimeKnob("probe_late_share", ("0", "0.1", "0.25"), "0.25", lambda c: {"probe_late_share": float(c)}),
+    RuntimeKnob("cv_folds", ("0", "3", "5"), "5", lambda c: {"cv_folds": int(c)}),
+    RuntimeKnob("pixel_first", ("on", "off"), "on", _flag("pixel_first")),
+    RuntimeKnob("switch_confidence", ("0", "0.7", "0.8", "0.9"), "0.8", lambda c: {"switch_confidence": float(c)}),
+    RuntimeKnob("blend", ("on", "off"), "on", _flag("blend")),
+    RuntimeKnob("patience", ("2", "4", "6"), "4", lambda c: {"patience": int(c)}),
+    RuntimeKnob("growth", ("1.3", "1.6", "2.0"), "1.6", lambda c: {"growth": float(c)}),
+    RuntimeKnob("first_slice", ("3", "5", "10"), "5", lambda c: {"first_slice": float(c)}),
+    RuntimeKnob("next_config_on_stall", ("on", "off"), "on", _flag("next_config_on_stall")),
+):
+    register_runtime_knob(_knob)
 
 
 def available_models(weights_dir: str | None, backbones: Sequence[str] | None = None,
@@ -43,8 +97,8 @@ def available_models(weights_dir: str | None, backbones: Sequence[str] | None = 
 
 
 def build_space(models: Sequence[str], *, resolutions: Sequence[int] = (64, 96, 128), video: bool = False,
-                seed: int = 0) -> CS.ConfigurationSpace:
-    """The search space over `models` (`backbone:weights` strings)."""
+                pipeline: bool = False, seed: int = 0) -> CS.ConfigurationSpace:
+    """The search space over `models` (`backbone:weights` strings); with `pipeline`, the run-time knobs too."""
     too_large = [m for m in models if get_spec(m.split(":")[0]).min_size > max(resolutions)]
     if too_large:
         raise ValueError(f"{', '.join(too_large)}: need a resolution of at least "
@@ -65,6 +119,9 @@ def build_space(models: Sequence[str], *, resolutions: Sequence[int] = (64, 96, 
     if video:
         cs.add([CS.CategoricalHyperparameter("frames_per_clip", [2, 4, 8]),
                 CS.CategoricalHyperparameter("frame_sampling", list(FRAME_SAMPLING))])
+    if pipeline:
+        cs.add([CS.CategoricalHyperparameter(RUNTIME_PREFIX + k.name, list(k.choices), default_value=k.default)
+                for k in RUNTIME_KNOBS.values()])
     for m in models:  # a backbone's minimum input size forbids smaller resolutions
         small = [r for r in resolutions if r < get_spec(m.split(":")[0]).min_size]
         for r in small:
@@ -82,6 +139,22 @@ def to_train_config(values: dict[str, Any] | CS.Configuration, name: str = "") -
                        batch_size=int(values["batch_size"]), dropout=float(values["dropout"]),
                        resolution=int(values["resolution"]), frames_per_clip=int(values.get("frames_per_clip", 4)),
                        frame_sampling=str(values.get("frame_sampling", "uniform")), name=name)
+
+
+def to_runtime_settings(values: dict[str, Any] | CS.Configuration, base: RuntimeSettings | None = None
+                        ) -> RuntimeSettings:
+    """The run-time knobs of a sampled pipeline configuration applied to `base` (defaults otherwise); a
+    configuration without them gives `base` unchanged."""
+    from dataclasses import replace
+
+    fields: dict[str, Any] = {}
+    for key, value in dict(values).items():
+        if key.startswith(RUNTIME_PREFIX):
+            name = key[len(RUNTIME_PREFIX):]
+            if name not in RUNTIME_KNOBS:
+                raise ValueError(f"unknown run-time knob {name!r}; registered: {', '.join(sorted(RUNTIME_KNOBS))}")
+            fields.update(RUNTIME_KNOBS[name].to_settings(str(value)))
+    return replace(base or RuntimeSettings(), **fields)
 
 
 def from_train_config(config: TrainConfig) -> dict[str, Any]:

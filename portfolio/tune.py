@@ -1,7 +1,7 @@
 """BOHB per known dataset (hpbandster), on local worker processes or workers on other machines.
 
     python -m portfolio.tune --dataset DIR --out RUN_DIR [--weights-dir W] [--backbones a,b] [--allow-random]
-        [--resolutions 64,96,128] [--video] [--min-budget 10] [--max-budget 90] [--eta 3] [--iterations 4]
+        [--resolutions 64,96,128] [--video] [--pipeline] [--min-budget 10] [--max-budget 90] [--eta 3] [--iterations 4]
         [--workers N] [--host 127.0.0.1] [--previous-run DIR] [--objective module:function]
     python -m portfolio.tune --worker --run-id ID --shared-dir DIR       # join a running master
     python -m portfolio.tune --space selector:mlp_moments --store STORE --out RUN_DIR [...]  # tune a selector
@@ -19,6 +19,7 @@ configuration record `<dataset>.json`.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
 import os
@@ -33,7 +34,8 @@ from typing import Any
 
 import portfolio._pyro  # noqa: F401  (Pyro4 settings before hpbandster)
 from portfolio.objective import load_objective
-from portfolio.space import available_models, build_space, selector_space, to_selector_params, to_train_config
+from portfolio.space import (RUNTIME_PREFIX, available_models, build_space, selector_space, to_runtime_settings,
+                             to_selector_params, to_train_config)
 
 __all__ = ["TuneResult", "run_master", "run_worker", "main"]
 
@@ -171,7 +173,7 @@ def run_master(args: argparse.Namespace) -> TuneResult:
         models = available_models(args.weights_dir, args.backbones.split(",") if args.backbones else None,
                                   args.allow_random)
         resolutions = tuple(int(r) for r in args.resolutions.split(","))
-        space = build_space(models, resolutions=resolutions, video=args.video, seed=args.seed)
+        space = build_space(models, resolutions=resolutions, video=args.video, pipeline=args.pipeline, seed=args.seed)
         context = {"dataset": os.path.abspath(args.dataset),
                    "weights_dir": args.weights_dir and os.path.abspath(args.weights_dir), "seed": args.seed,
                    "objective": args.objective or "portfolio.objective:alc_objective", "max_samples": args.max_samples}
@@ -222,6 +224,13 @@ def run_master(args: argparse.Namespace) -> TuneResult:
                                                        for k, v in params.items()}}, indent=2) + "\n")
         else:
             to_train_config(incumbent, name=dataset_name).save(incumbent_path)
+            knobs = {k: v for k, v in incumbent.items() if k.startswith(RUNTIME_PREFIX)}
+            if knobs:  # a pipeline space: the incumbent's run-time settings beside its configuration
+                settings = to_runtime_settings(knobs)
+                changed = {f.name: getattr(settings, f.name) for f in dataclasses.fields(settings)
+                           if getattr(settings, f.name) != f.default}
+                Path(out / f"{dataset_name}.settings.json").write_text(json.dumps(
+                    {k: list(v) if isinstance(v, tuple) else v for k, v in changed.items()}, indent=2) + "\n")
     return TuneResult(incumbent_path, incumbent, len(runs), crashes, picks)
 
 
@@ -238,6 +247,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--allow-random", action="store_true", help="also tune randomly initialised backbones")
     p.add_argument("--resolutions", default="64,96,128")
     p.add_argument("--video", action="store_true", help="also tune frames per clip and frame sampling")
+    p.add_argument("--pipeline", action="store_true",
+                   help="also tune the run-time engine's knobs (the incumbent's go to <dataset>.settings.json)")
     p.add_argument("--min-budget", type=float, default=10.0)
     p.add_argument("--max-budget", type=float, default=90.0)
     p.add_argument("--eta", type=float, default=3.0)

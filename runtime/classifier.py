@@ -23,14 +23,13 @@ from fingerprint.selectors import load_selector
 from fingerprint.store import Store, meta_features_of
 from learner.backbones import WeightsError, get_backbone, weights_path
 from learner.config import TrainConfig
-from runtime.engine import AnytimeEngine
+from runtime.engine import AnytimeEngine, probe_storage
 from runtime.manifest import FingerprintSpec, Manifest, ManifestError
 from runtime.settings import RuntimeSettings, load_settings
 
 __all__ = ["BUILTIN_DEFAULT", "AnytimeClassifier"]
 
 logger = logging.getLogger(__name__)
-VIDEO_STORAGE = 128  # largest side at which clips are decoded for the probe
 BUILTIN_DEFAULT = TrainConfig(backbone="mobilenet_v3_small", weights=None, resolution=64, batch_size=32,
                               learning_rate=1e-3, name="builtin-default")
 
@@ -63,7 +62,9 @@ class AnytimeClassifier:
         if self.manifest is not None:
             self._check_configs()
         candidates = self._forced() if s.config else self._default_candidates()
-        resolutions = [self.extractor.resolution, self.probe_extractor.resolution, self._probe_storage(),
+        probe_side = probe_storage(s, self.probe_extractor.resolution, metadata.get_matrix_size(),
+                                   metadata.get_sequence_size())
+        resolutions = [self.extractor.resolution, self.probe_extractor.resolution, probe_side,
                        *(c.resolution for c in (candidates if s.config else self.configs.values()))]
         self.engine = AnytimeEngine(num_classes=self.num_classes, train_size=metadata.size(),
                                     probe_extractor=self.probe_extractor, candidates=candidates,
@@ -84,16 +85,6 @@ class AnytimeClassifier:
 
     def test(self, dataset: Any, remaining_time_budget: float | None = None) -> np.ndarray:
         return self.engine.test(dataset, remaining_time_budget=remaining_time_budget)
-
-    def _probe_storage(self) -> int:
-        """The side the probe's largest rung needs stored: no more than the images' own (known) size, since
-        upsampling at extraction time gives the same input, and at most `VIDEO_STORAGE` for clips (every
-        frame is kept: memory grows with the side squared)."""
-        side = max(self.settings.probe_resolutions or (self.probe_extractor.resolution,))
-        if self.metadata.get_sequence_size() > 1:
-            side = min(side, VIDEO_STORAGE)
-        row, col = self.metadata.get_matrix_size()
-        return min(side, max(row, col)) if row > 0 and col > 0 else side
 
     # -- bundle ---------------------------------------------------------------------------------
     def _extractor(self, spec: FingerprintSpec) -> FeatureExtractor:

@@ -59,7 +59,7 @@ from runtime.probe import LinearProbe
 from runtime.settings import RuntimeSettings
 from scoring.metrics import ScoringError, nauc
 
-__all__ = ["Phase", "Clock", "Fault", "Answer", "AnytimeEngine", "pixel_features"]
+__all__ = ["Phase", "Clock", "Fault", "Answer", "AnytimeEngine", "pixel_features", "probe_storage"]
 
 logger = logging.getLogger(__name__)
 
@@ -151,6 +151,21 @@ def _folds(y: np.ndarray, k: int, seed: int, multilabel: bool) -> list[tuple[np.
         if multilabel or np.bincount(y.argmax(1)).max() < k:  # no class fills every fold: plain folds
             return list(KFold(k, shuffle=True, random_state=seed).split(y))
         return list(StratifiedKFold(k, shuffle=True, random_state=seed).split(y, y.argmax(1)))
+
+
+VIDEO_STORAGE = 128  # largest side at which clips are decoded for the probe
+
+
+def probe_storage(settings: RuntimeSettings, probe_resolution: int, matrix_size: tuple[int, int],
+                  sequence_size: int) -> int:
+    """The side the probe's largest rung needs inputs stored at: no more than the images' own size when
+    known (`matrix_size` > 0: upsampling at extraction time gives the same input), and at most
+    `VIDEO_STORAGE` for clips (every frame is kept: memory grows with the side squared)."""
+    side = max(settings.probe_resolutions or (probe_resolution,))
+    if sequence_size > 1:
+        side = min(side, VIDEO_STORAGE)
+    row, col = matrix_size
+    return min(side, max(row, col)) if row > 0 and col > 0 else side
 
 
 def pixel_features(x: np.ndarray, size: int) -> np.ndarray:

@@ -37,3 +37,32 @@ def test_available_models_from_weights_files(tmp_path: Path) -> None:
     assert "mobilenet_v2:random" in available_models(str(tmp_path), ["resnet18", "mobilenet_v2"], allow_random=True)
     with pytest.raises(ValueError, match="no model to tune"):
         available_models(str(tmp_path), ["efficientnet_b0"])
+
+
+def test_a_pipeline_configuration_sets_the_run_time_engine() -> None:
+    from runtime.settings import RuntimeSettings
+    from portfolio.space import RUNTIME_KNOBS, to_runtime_settings
+
+    space = build_space(["resnet18:random"], pipeline=True, seed=1)
+    assert {f"rt:{name}" for name in RUNTIME_KNOBS} <= set(space.keys())
+    seen = set()
+    for sample in space.sample_configuration(100):
+        settings = to_runtime_settings(sample)
+        assert isinstance(settings, RuntimeSettings) and to_train_config(sample).backbone == "resnet18"
+        seen.add(settings.probe_resolutions)
+        assert settings.probe_resolutions[0] == 64 and settings.cv_folds in (0, 3, 5)
+    assert seen == {(64,), (64, 128), (64, 128, 224)}
+    # the defaults are today's behaviour, and a plain configuration leaves the settings alone
+    assert to_runtime_settings(space.get_default_configuration()) == RuntimeSettings()
+    assert to_runtime_settings({"model": "resnet18:random"}) == RuntimeSettings()
+    with pytest.raises(ValueError, match="unknown run-time knob 'warp'"):
+        to_runtime_settings({"rt:warp": "on"})
+
+
+def test_a_run_time_knob_with_an_invalid_choice_is_refused() -> None:
+    from portfolio.space import RuntimeKnob, register_runtime_knob
+
+    with pytest.raises(ValueError, match="The 'patience' setting must be"):
+        register_runtime_knob(RuntimeKnob("bad_patience", ("0", "1"), "1", lambda c: {"patience": int(c)}))
+    with pytest.raises(ValueError, match="already registered"):
+        register_runtime_knob(RuntimeKnob("blend", ("on",), "on", lambda c: {}))

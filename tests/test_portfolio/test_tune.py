@@ -84,3 +84,16 @@ def test_selector_hyperparameters_tune_with_the_same_runner(tmp_path: Path) -> N
         params = to_selector_params(sample)
         assert params["statistics"][-1] == "quantiles" and 0.0 <= params["p"] <= 0.4
         get_selector("mlp_moments", **params)
+
+
+def test_a_pipeline_incumbent_writes_its_run_time_settings(samples_dir: Path, tmp_path: Path) -> None:
+    from runtime.settings import RuntimeSettings
+
+    out = tmp_path / "pipeline"
+    assert tune_main(_args(samples_dir, out, "--iterations", "1", "--workers", "0", "--pipeline")) == 0
+    space = json.loads((out / "configspace.json").read_text())
+    assert any(h["name"] == "rt:probe_top" for h in space["hyperparameters"])
+    # what the incumbent changed from the defaults (11 sampled knobs: all at their default is unlikely), valid
+    written = json.loads((out / "miniciao.settings.json").read_text())
+    assert written and RuntimeSettings(**written) != RuntimeSettings()
+    assert TrainConfig.load(str(out / "miniciao.json")).backbone == "mobilenet_v3_small"
