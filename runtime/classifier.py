@@ -11,6 +11,7 @@ engine fine-tunes the first and falls back to the next only after a fault.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 from typing import Any
@@ -25,7 +26,7 @@ from learner.backbones import WeightsError, get_backbone, weights_path
 from learner.config import TrainConfig
 from runtime.engine import AnytimeEngine, probe_storage
 from runtime.manifest import FingerprintSpec, Manifest, ManifestError
-from runtime.settings import RuntimeSettings, load_settings
+from runtime.settings import RuntimeSettings, load_settings, member_settings
 
 __all__ = ["BUILTIN_DEFAULT", "AnytimeClassifier"]
 
@@ -46,6 +47,7 @@ class AnytimeClassifier:
         self.match: list[tuple[str, float]] = []
         self.unusable: dict[str, str] = {}  # configuration file -> why it cannot run
         self.configs: dict[str, TrainConfig] = {}  # configuration file -> record (usable ones)
+        self.member_settings: dict[TrainConfig, dict[str, Any]] = {}  # a member's own run-time settings
         try:
             self.manifest: Manifest | None = Manifest.load(bundle_dir)
             self.extractor = self._extractor(self.manifest.fingerprint)
@@ -69,7 +71,8 @@ class AnytimeClassifier:
         self.engine = AnytimeEngine(num_classes=self.num_classes, train_size=metadata.size(),
                                     probe_extractor=self.probe_extractor, candidates=candidates,
                                     select=None if s.config or self.selector is None else self._rank,
-                                    weights_dir=self.weights_dir, storage_resolution=max(resolutions), settings=s)
+                                    weights_dir=self.weights_dir, storage_resolution=max(resolutions), settings=s,
+                                    member_settings=self.member_settings)
 
     # -- the platform calls ---------------------------------------------------------------------
     @property
@@ -113,6 +116,16 @@ class AnytimeClassifier:
                 if fits[key] is not None:
                     self.unusable[relative] = fits[key]
                     continue
+            if relative in self.manifest.settings:
+                path = os.path.join(self.bundle_dir, self.manifest.settings[relative])
+                try:
+                    with open(path) as f:
+                        overrides = json.load(f)
+                    member_settings(self.settings, overrides, path)  # validated now, applied once chosen
+                except (OSError, ValueError) as exc:  # JSONDecodeError is a ValueError
+                    self.unusable[relative] = f"{path}: {exc}" if path not in str(exc) else str(exc)
+                    continue
+                self.member_settings[config] = overrides
             self.configs[relative] = config
         for relative, why in self.unusable.items():
             logger.error("[init] configuration %s cannot run and will not be selected: %s", relative, why)

@@ -56,7 +56,7 @@ from learner.data import TrainSet, is_multilabel, load_train_set, stratified_spl
 from learner.trainer import Trainer
 from metadata.arrays import to_arrays
 from runtime.probe import LinearProbe
-from runtime.settings import RuntimeSettings
+from runtime.settings import RuntimeSettings, member_settings
 from scoring.metrics import ScoringError, nauc
 
 __all__ = ["Phase", "Clock", "Fault", "Answer", "AnytimeEngine", "pixel_features", "probe_storage"]
@@ -191,18 +191,22 @@ class AnytimeEngine:
         weights_dir: folder of the configurations' weights files.
         storage_resolution: side at which every input is decoded and kept.
         settings: the knobs.
+        member_settings: a candidate's own settings (`runtime.settings.MEMBER_FIELDS`), applied over
+            `settings` while it is fine-tuned.
     """
 
     def __init__(self, *, num_classes: int, train_size: int, probe_extractor: FeatureExtractor,
                  candidates: Sequence[TrainConfig], select: Selector | None = None, weights_dir: str | None = None,
-                 storage_resolution: int, settings: RuntimeSettings | None = None):
+                 storage_resolution: int, settings: RuntimeSettings | None = None,
+                 member_settings: dict[TrainConfig, dict[str, Any]] | None = None):
         self.num_classes, self.train_size = num_classes, train_size
         self.probe_extractor = probe_extractor
         self.candidates = list(candidates)
         self.select = select
         self.weights_dir = weights_dir
         self.resolution = storage_resolution
-        self.settings = settings or RuntimeSettings()
+        self.settings = self.base_settings = settings or RuntimeSettings()
+        self.member_settings = member_settings or {}
         self.clock = Clock()
         self.phase = Phase.FIRST_ANSWER
         self.faults: list[Fault] = []
@@ -423,11 +427,16 @@ class AnytimeEngine:
 
     def _prepare(self, dataset: Any) -> None:
         """Select, decode the training set once (grow validation, refit the linear models), build the network."""
-        s = self.settings
         self._select()
         if not self.candidates:
             self.phase = Phase.DONE
             return
+        c = self.config
+        overrides = self.member_settings.get(c, {})
+        self.settings = s = member_settings(self.base_settings, overrides, self._name(c))
+        if overrides:
+            logger.info("[train] %s brings its own settings: %s", self._name(c),
+                        ", ".join(f"{k}={v}" for k, v in sorted(overrides.items())))
         available = self.clock.left() - self._reserve()
         if available < 2 * s.first_slice:
             logger.info("[train] %.0f s left: not enough to fine-tune; done", self.clock.left())
@@ -440,7 +449,6 @@ class AnytimeEngine:
             self._refit(x, y, available)
             if self.pending is not None:  # deliver the better answer now; the network comes next call
                 return
-        c = self.config
         self.trainer = Trainer(c, num_classes=self.num_classes, in_channels=self.train_data.x.shape[-1],
                                weights_dir=self.weights_dir if c.weights else None, multilabel=self.multilabel,
                                seed=s.seed, max_divergences=s.max_divergences)

@@ -2,7 +2,7 @@
 
 ```
 manifest.json   fingerprint network, probe network, store, selector, dataset -> configuration, default, unsafe
-configs/*.json  TrainConfig records
+configs/*.json  TrainConfig records (and optional per-configuration run-time settings files)
 store.npz       fingerprint store          selector.npz   fitted selector
 weights/        <backbone>-<id>.pt files used by the configurations and the fingerprint and probe networks
 ```
@@ -50,6 +50,9 @@ class Manifest:
     # features of the first prediction's linear probe; None: the fingerprint features. The network that
     # best tells datasets apart need not be the one whose features classify best (ImageNet weights).
     probe: FingerprintSpec | None = None
+    # configuration file -> its own run-time settings file (a JSON object of `MEMBER_FIELDS`), for the
+    # members tuned as whole pipelines
+    settings: dict[str, str] = field(default_factory=dict)
     version: int = VERSION
 
     def save(self, folder: str) -> None:
@@ -74,14 +77,20 @@ class Manifest:
             manifest = cls(fingerprint=FingerprintSpec(**data["fingerprint"]), store=data["store"],
                            selector=data["selector"], configs=dict(data["configs"]), default=data["default"],
                            unsafe=list(data.get("unsafe", [])), info=dict(data.get("info", {})),
-                           probe=FingerprintSpec(**data["probe"]) if data.get("probe") else None)
+                           probe=FingerprintSpec(**data["probe"]) if data.get("probe") else None,
+                           settings=dict(data.get("settings", {})))
         except (KeyError, TypeError) as exc:
             raise ManifestError(f"{path}: malformed manifest ({exc!r})") from exc
+        members = {manifest.default, *manifest.configs.values()}
+        strays = sorted(set(manifest.settings) - members)
+        if strays:
+            raise ManifestError(f"{path}: settings for configuration file(s) the manifest does not use: "
+                                f"{', '.join(strays)}")
         manifest.check(folder)
         return manifest
 
     def files(self) -> list[str]:
-        names = [self.store, self.selector, self.default, *self.configs.values()]
+        names = [self.store, self.selector, self.default, *self.configs.values(), *self.settings.values()]
         for spec in (self.fingerprint, self.probe):
             if spec is not None and spec.weights:
                 names.append(os.path.join("weights", spec.weights))

@@ -7,7 +7,7 @@ import os
 from dataclasses import dataclass, fields, replace
 from typing import Any
 
-__all__ = ["RuntimeSettings", "load_settings"]
+__all__ = ["RuntimeSettings", "MEMBER_FIELDS", "load_settings", "member_settings"]
 
 
 @dataclass(frozen=True)
@@ -135,6 +135,32 @@ class RuntimeSettings:
         for name in ("pixel_first", "select_late", "blend", "next_config_on_stall", "probe_flip"):
             if not isinstance(getattr(self, name), bool):
                 raise ValueError(f"The {name!r} setting must be true or false. Got {getattr(self, name)!r} instead.")
+
+
+# What a portfolio member's own settings may set: the knobs read once its configuration is chosen (after
+# the first answers), i.e. the fine-tuning schedule, the decisions and the later probe rungs. The knobs
+# of the first answers act before any member is chosen and stay global.
+MEMBER_FIELDS = frozenset({
+    "first_slice", "growth", "patience", "safety", "max_divergences", "decode_share", "refit_share", "refit_samples",
+    "val_samples", "val_share", "switch_confidence", "bootstrap", "min_val_choice", "blend", "next_config_on_stall",
+    "probe_resolutions", "probe_flip", "probe_share", "probe_late_share"})
+
+
+def member_settings(base: RuntimeSettings, overrides: dict[str, Any], where: str) -> RuntimeSettings:
+    """`base` with a portfolio member's own settings; `where` (its file) names the fault in any error."""
+    if not isinstance(overrides, dict):
+        raise ValueError(f"{where}: settings must be a JSON object")
+    unknown = sorted(set(overrides) - {f.name for f in fields(RuntimeSettings)})
+    if unknown:
+        raise ValueError(f"{where}: unknown setting(s) {', '.join(unknown)}")
+    early = sorted(set(overrides) - MEMBER_FIELDS)
+    if early:
+        raise ValueError(f"{where}: {', '.join(early)} act(s) before a configuration is chosen and cannot be set "
+                         "per configuration (set them in the bundle's settings.json)")
+    try:
+        return replace(base, **overrides)
+    except ValueError as exc:
+        raise ValueError(f"{where}: {exc}") from exc
 
 
 def load_settings(bundle_dir: str) -> RuntimeSettings:

@@ -114,3 +114,55 @@ def test_settings_file_and_environment(tmp_path: Path, monkeypatch: pytest.Monke
     monkeypatch.setenv("AUTODL_SETTINGS", str(tmp_path / "bad.json"))
     with pytest.raises(ValueError, match=r"bad\.json: unknown setting\(s\) probes"):
         load_settings(str(tmp_path))
+
+
+def _with_member_settings(bundle: Path, config_file: str, settings: object) -> None:
+    from runtime.manifest import Manifest
+
+    manifest = Manifest.load(str(bundle))
+    settings_file = config_file.replace(".json", ".settings.json")
+    (bundle / settings_file).write_text(json.dumps(settings))
+    manifest.settings = {config_file: settings_file}
+    manifest.save(str(bundle))
+
+
+def test_a_member_brings_its_own_settings_once_chosen(samples_dir: Path, tmp_path: Path) -> None:
+    known = {name: str(samples_dir / name) for name in ("miniciao", "Monkeys")}
+    bundle = make_bundle(tmp_path / "b", known)
+    _with_member_settings(bundle, "configs/cfg-miniciao.json", {"patience": 7, "growth": 1.2,
+                                                                "probe_resolutions": [64]})
+    train = AutoDLDataset(str(samples_dir / "miniciao/miniciao.data/train"))
+    model = AnytimeClassifier(train.get_metadata(), str(bundle), RuntimeSettings(probe_samples=64, config="cfg-miniciao",
+                                                                                 probe_share=0.0))
+    engine = model.engine
+    assert engine.settings.patience == 4  # the first answers use the bundle's settings
+    for _ in range(3):
+        model.train(train.get_dataset(), remaining_time_budget=120)
+        model.test(train.get_dataset(), remaining_time_budget=120)
+    assert engine.phase.value == "fine-tune" and engine.config.name == "cfg-miniciao"
+    assert (engine.settings.patience, engine.settings.growth, engine.settings.probe_resolutions) == (7, 1.2, (64,))
+    assert engine.base_settings.patience == 4
+
+
+@pytest.mark.parametrize("settings, why", [({"cv_folds": 3}, "cv_folds act(s) before a configuration is chosen"),
+                                           ({"patience": 0}, "The 'patience' setting must be"),
+                                           ({"warp": 1}, "unknown setting(s) warp"),
+                                           ([1, 2], "settings must be a JSON object")])
+def test_a_member_with_bad_settings_cannot_run(samples_dir: Path, tmp_path: Path, settings: object, why: str) -> None:
+    known = {name: str(samples_dir / name) for name in ("miniciao", "Monkeys")}
+    bundle = make_bundle(tmp_path / "b", known)
+    _with_member_settings(bundle, "configs/cfg-Monkeys.json", settings)
+    train = AutoDLDataset(str(samples_dir / "miniciao/miniciao.data/train"))
+    model = AnytimeClassifier(train.get_metadata(), str(bundle), RuntimeSettings(probe_samples=64))
+    reason = model.unusable["configs/cfg-Monkeys.json"]
+    assert why in reason and "cfg-Monkeys.settings.json" in reason
+    assert "configs/cfg-miniciao.json" in model.configs
+
+
+def test_settings_of_a_configuration_the_manifest_does_not_use(samples_dir: Path, tmp_path: Path) -> None:
+    from runtime.manifest import Manifest, ManifestError
+
+    bundle = make_bundle(tmp_path / "b", {n: str(samples_dir / n) for n in ("miniciao", "Monkeys")})
+    _with_member_settings(bundle, "configs/other.json", {"patience": 3})
+    with pytest.raises(ManifestError, match="settings for configuration file.*configs/other.json"):
+        Manifest.load(str(bundle))
