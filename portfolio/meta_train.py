@@ -48,6 +48,7 @@ class Profile:
     matrix_budget: float
     portfolio_size: int
     max_samples: int  # train samples decoded per trial
+    min_gain: float = 1e-3  # the greedy reduction stops once an addition raises the value by no more
 
 
 PROFILES = {
@@ -190,11 +191,17 @@ def main(argv: list[str] | None = None) -> int:
                     "--min-budget", str(prof.tune_min_budget), "--max-budget", str(prof.tune_max_budget),
                     "--iterations", str(prof.tune_iterations), "--workers", "1", "--max-samples",
                     str(prof.max_samples), "--seed", str(seed), *extra)
+    from portfolio.reduce import distinct_configs
+
     configs_dir = work / "configs"
     configs_dir.mkdir(exist_ok=True)
-    for d in datasets:
-        name = Path(d).name
-        shutil.copy(tune_dir / name / f"{name}.json", configs_dir / f"{name}.json")
+    incumbents, same = distinct_configs({Path(d).name: str(tune_dir / Path(d).name / f"{Path(d).name}.json")
+                                         for d in datasets})
+    for name, path in incumbents.items():
+        shutil.copy(path, configs_dir / f"{name}.json")
+    for name, kept in same.items():
+        (configs_dir / f"{name}.json").unlink(missing_ok=True)  # from a run before duplicates were merged
+        log(f"{name}: the same incumbent as {kept}; one matrix column")
 
     # 6. matrix
     from portfolio.matrix import read_matrix
@@ -209,7 +216,8 @@ def main(argv: list[str] | None = None) -> int:
     # 7. reduction
     from portfolio.reduce import greedy_portfolio
 
-    steps = greedy_portfolio(matrix, min(prof.portfolio_size, len(next(iter(matrix.values())))), "mixed")
+    steps = greedy_portfolio(matrix, min(prof.portfolio_size, len(next(iter(matrix.values())))), "mixed",
+                             min_gain=prof.min_gain)
     members = [m for m, _ in steps]
     report += ["## Portfolio (greedy, 0.5·(min + mean))", "", "| size | added | value |", "|---|---|---|"]
     report += [f"| {i} | {m} | {v:.4f} |" for i, (m, v) in enumerate(steps, 1)]

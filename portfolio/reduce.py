@@ -19,7 +19,7 @@ from collections.abc import Sequence
 
 from portfolio.matrix import read_matrix
 
-__all__ = ["OBJECTIVES", "portfolio_value", "greedy_portfolio", "main"]
+__all__ = ["OBJECTIVES", "portfolio_value", "greedy_portfolio", "distinct_configs", "main"]
 
 OBJECTIVES = ("mixed", "mean", "min")
 Matrix = dict[str, dict[str, float | None]]
@@ -39,8 +39,11 @@ def portfolio_value(matrix: Matrix, members: Sequence[str], objective: str = "mi
     return {"mean": mean, "min": low, "mixed": 0.5 * (low + mean)}[objective]
 
 
-def greedy_portfolio(matrix: Matrix, size: int, objective: str = "mixed") -> list[tuple[str, float]]:
-    """[(member, portfolio value after adding it), ...] in selection order."""
+def greedy_portfolio(matrix: Matrix, size: int, objective: str = "mixed", min_gain: float | None = None
+                     ) -> list[tuple[str, float]]:
+    """[(member, portfolio value after adding it), ...] in selection order; with `min_gain`, stop before
+    `size` once the best addition raises the value by no more than that (a member that adds nothing is
+    only another thing to select wrongly)."""
     configs = list(next(iter(matrix.values())))
     if not 1 <= size <= len(configs):
         raise ValueError(f"size must be in [1, {len(configs)}], got {size}")
@@ -50,9 +53,32 @@ def greedy_portfolio(matrix: Matrix, size: int, objective: str = "mixed") -> lis
         candidates = [(portfolio_value(matrix, chosen + [c], objective), -i, c)
                       for i, c in enumerate(configs) if c not in chosen]
         value, _, best = max(candidates)
+        if min_gain is not None and steps and value - steps[-1][1] <= min_gain:
+            break
         chosen.append(best)
         steps.append((best, value))
     return steps
+
+
+def distinct_configs(paths: dict[str, str]) -> tuple[dict[str, str], dict[str, str]]:
+    """Configuration files by name, one per distinct configuration (equal but for the name: the first kept),
+    and the names dropped -> the name kept. Per-dataset searches often end on the same incumbent; as two
+    matrix columns it is one member counted twice."""
+    from dataclasses import replace
+
+    from learner.config import TrainConfig
+
+    kept: dict[str, str] = {}
+    dropped: dict[str, str] = {}
+    seen: dict[TrainConfig, str] = {}
+    for name, path in paths.items():
+        key = replace(TrainConfig.load(path), name="")
+        if key in seen:
+            dropped[name] = seen[key]
+        else:
+            seen[key] = name
+            kept[name] = path
+    return kept, dropped
 
 
 def _plot_curve(matrix: Matrix, objective: str, path: str) -> None:
@@ -77,12 +103,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--matrix", required=True)
     p.add_argument("--size", type=int, required=True)
     p.add_argument("--objective", choices=OBJECTIVES, default="mixed")
+    p.add_argument("--min-gain", type=float, help="stop once an addition raises the value by no more than this")
     p.add_argument("--curve", help="PNG of portfolio performance against size 1..M")
     p.add_argument("--out", help="write the members, one per line")
     args = p.parse_args(argv)
     try:
         matrix = read_matrix(args.matrix)
-        steps = greedy_portfolio(matrix, args.size, args.objective)
+        steps = greedy_portfolio(matrix, args.size, args.objective, args.min_gain)
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -139,3 +139,22 @@ def test_evaluate_cli_pairwise(tmp_path: Path, capsys: pytest.CaptureFixture) ->
                           str(tmp_path / "meta.csv"), "--l2", "0.001"]) == 0
     out = capsys.readouterr().out
     assert "| pairwise |" in out and "| 1-NN |" in out and "| single best |" in out and "| oracle | 0.0000" in out
+
+
+def test_greedy_stops_when_an_addition_adds_nothing() -> None:
+    m = {"d1": {"A": 0.9, "B": 0.9, "C": 0.1}, "d2": {"A": 0.5, "B": 0.5, "C": 0.7}}
+    assert [c for c, _ in greedy_portfolio(m, 3, "mean")] == ["A", "C", "B"]
+    assert [c for c, _ in greedy_portfolio(m, 3, "mean", min_gain=0.0)] == ["A", "C"]  # B adds nothing to A
+    assert [c for c, _ in greedy_portfolio(m, 3, "mean", min_gain=0.2)] == ["A"]  # C adds 0.1
+
+
+def test_configurations_equal_but_for_the_name_are_one(tmp_path: Path) -> None:
+    from learner.config import TrainConfig
+    from portfolio.reduce import distinct_configs
+
+    paths = {}
+    for name, lr in (("flowers", 0.01), ("mnist", 0.01), ("dtd", 0.02)):
+        paths[name] = str(tmp_path / f"{name}.json")
+        TrainConfig(backbone="mobilenet_v3_small", weights=None, learning_rate=lr, name=name).save(paths[name])
+    kept, dropped = distinct_configs(paths)
+    assert list(kept) == ["flowers", "dtd"] and dropped == {"mnist": "flowers"}
