@@ -75,27 +75,18 @@ def _python(*args: str) -> None:
 def make_video_dataset(source: str, out: str, *, name: str, frames: int = 8, size: int = 48,
                        clips_per_class: int = 60, seed: int = 0) -> None:
     """Clips that pan and zoom across the images of an AutoDL dataset (labels of the images)."""
-    from metadata.arrays import to_arrays
-    from metadata.check import find_dataset
     from metadata.convert import convert_arrays
-    from metadata.reader import AutoDLDataset
-    from portfolio.derive import pan_clips
+    from portfolio.derive import pan_clips, read_splits
 
-    _, data_dir = find_dataset(source)
+    data = read_splits(source, 2 * size)
     rng = np.random.default_rng(seed)
     splits = {}
-    for split, per_class in (("train", clips_per_class), ("test", max(2, clips_per_class // 4))):
-        arrays = to_arrays(AutoDLDataset(os.path.join(data_dir, split)), size=(2 * size, 2 * size))
-        labels = arrays.y.argmax(1)
-        if split == "test":  # test records carry no labels: take them from the solution
-            labels = np.loadtxt(os.path.join(os.path.dirname(data_dir), f"{Path(data_dir).stem}.solution"),
-                                ndmin=2).argmax(1)
+    for split, x, labels, per_class in (("train", data.x_train, data.y_train, clips_per_class),
+                                        ("test", data.x_test, data.y_test, max(2, clips_per_class // 4))):
         keep = np.concatenate([np.flatnonzero(labels == c)[:per_class] for c in np.unique(labels)])
-        clips = pan_clips(arrays.x[keep, 0], rng, frames=frames, size=size)
-        splits[split] = (clips, labels[keep])
-    names = [line.strip() for line in open(os.path.join(os.path.dirname(data_dir), f"{Path(data_dir).stem}_label.name"))]
+        splits[split] = (pan_clips(x[keep, 0], rng, frames=frames, size=size), labels[keep])
     convert_arrays(splits["train"][0], splits["train"][1], splits["test"][0], splits["test"][1], out, name=name,
-                   label_names=names, seed=seed, progress=False)
+                   label_names=data.names or None, seed=seed, progress=False)
 
 
 def main(argv: list[str] | None = None) -> int:

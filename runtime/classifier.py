@@ -11,7 +11,6 @@ engine fine-tunes the first and falls back to the next only after a fault.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 from typing import Any
@@ -26,7 +25,7 @@ from learner.backbones import WeightsError, get_backbone, weights_path
 from learner.config import TrainConfig
 from runtime.engine import AnytimeEngine, probe_storage
 from runtime.manifest import FingerprintSpec, Manifest, ManifestError
-from runtime.settings import RuntimeSettings, load_settings, member_settings
+from runtime.settings import RuntimeSettings, load_settings, member_settings, read_settings_file
 
 __all__ = ["BUILTIN_DEFAULT", "AnytimeClassifier"]
 
@@ -119,11 +118,10 @@ class AnytimeClassifier:
             if relative in self.manifest.settings:
                 path = os.path.join(self.bundle_dir, self.manifest.settings[relative])
                 try:
-                    with open(path) as f:
-                        overrides = json.load(f)
+                    overrides = read_settings_file(path)
                     member_settings(self.settings, overrides, path)  # validated now, applied once chosen
-                except (OSError, ValueError) as exc:  # JSONDecodeError is a ValueError
-                    self.unusable[relative] = f"{path}: {exc}" if path not in str(exc) else str(exc)
+                except ValueError as exc:
+                    self.unusable[relative] = str(exc)
                     continue
                 self.member_settings[config] = overrides
             self.configs[relative] = config

@@ -7,7 +7,7 @@ import os
 from dataclasses import dataclass, fields, replace
 from typing import Any
 
-__all__ = ["RuntimeSettings", "MEMBER_FIELDS", "load_settings", "member_settings"]
+__all__ = ["RuntimeSettings", "MEMBER_FIELDS", "load_settings", "member_settings", "read_settings_file"]
 
 
 @dataclass(frozen=True)
@@ -106,10 +106,10 @@ class RuntimeSettings:
             value = getattr(self, name)
             if not isinstance(value, (int, float)) or not 0 < value < 1:
                 raise ValueError(f"The {name!r} setting must be in (0, 1). Got {value!r} instead.")
-        if not isinstance(self.probe_inline, (int, float)) or self.probe_inline < 0:
-            raise ValueError(f"The 'probe_inline' setting must be >= 0. Got {self.probe_inline!r} instead.")
-        if not isinstance(self.safety, (int, float)) or self.safety < 0:
-            raise ValueError(f"The 'safety' setting must be >= 0. Got {self.safety!r} instead.")
+        for name in ("probe_inline", "safety", "probe_first_seconds"):
+            value = getattr(self, name)
+            if not isinstance(value, (int, float)) or value < 0:
+                raise ValueError(f"The {name!r} setting must be >= 0. Got {value!r} instead.")
         if not isinstance(self.min_val_choice, int) or self.min_val_choice < 0:
             raise ValueError(f"The 'min_val_choice' setting must be an int >= 0. Got {self.min_val_choice!r} instead.")
         if not isinstance(self.val_samples, int) or self.val_samples < 0:
@@ -123,9 +123,6 @@ class RuntimeSettings:
             raise ValueError("The 'probe_resolutions' setting must be ascending distinct ints >= 16. "
                              f"Got {self.probe_resolutions!r} instead.")
         object.__setattr__(self, "probe_resolutions", tuple(self.probe_resolutions))  # JSON gives a list
-        if not isinstance(self.probe_first_seconds, (int, float)) or self.probe_first_seconds < 0:
-            raise ValueError(f"The 'probe_first_seconds' setting must be >= 0. Got {self.probe_first_seconds!r} "
-                             "instead.")
         for name in ("probe_share", "probe_late_share"):
             value = getattr(self, name)
             if not isinstance(value, (int, float)) or not 0 <= value < 1:
@@ -146,44 +143,44 @@ MEMBER_FIELDS = frozenset({
     "probe_resolutions", "probe_flip", "probe_share", "probe_late_share"})
 
 
+def read_settings_file(path: str) -> dict[str, Any]:
+    """A settings file's JSON object; any fault is a ValueError naming the file."""
+    try:
+        with open(path) as f:
+            values = json.load(f)
+    except (OSError, json.JSONDecodeError) as exc:
+        raise ValueError(f"{path}: unreadable settings ({exc})") from exc
+    if not isinstance(values, dict):
+        raise ValueError(f"{path}: settings must be a JSON object")
+    return values
+
+
+def _with(base: RuntimeSettings, values: dict[str, Any], where: str) -> RuntimeSettings:
+    """`base` with `values`; unknown names and bad values are errors naming `where`."""
+    unknown = sorted(set(values) - {f.name for f in fields(RuntimeSettings)})
+    if unknown:
+        raise ValueError(f"{where}: unknown setting(s) {', '.join(unknown)}")
+    try:
+        return replace(base, **values)
+    except ValueError as exc:
+        raise ValueError(f"{where}: {exc}") from exc
+
+
 def member_settings(base: RuntimeSettings, overrides: dict[str, Any], where: str) -> RuntimeSettings:
     """`base` with a portfolio member's own settings; `where` (its file) names the fault in any error."""
     if not isinstance(overrides, dict):
         raise ValueError(f"{where}: settings must be a JSON object")
-    unknown = sorted(set(overrides) - {f.name for f in fields(RuntimeSettings)})
-    if unknown:
-        raise ValueError(f"{where}: unknown setting(s) {', '.join(unknown)}")
-    early = sorted(set(overrides) - MEMBER_FIELDS)
+    early = sorted(set(overrides) & {f.name for f in fields(RuntimeSettings)} - MEMBER_FIELDS)
     if early:
         raise ValueError(f"{where}: {', '.join(early)} act(s) before a configuration is chosen and cannot be set "
                          "per configuration (set them in the bundle's settings.json)")
-    try:
-        return replace(base, **overrides)
-    except ValueError as exc:
-        raise ValueError(f"{where}: {exc}") from exc
+    return _with(base, overrides, where)
 
 
 def load_settings(bundle_dir: str) -> RuntimeSettings:
     """Settings from AUTODL_SETTINGS (a JSON file), else bundle/settings.json; AUTODL_CONFIG forces a config."""
     path = os.environ.get("AUTODL_SETTINGS") or os.path.join(bundle_dir, "settings.json")
-    values: dict[str, Any] = {}
-    if os.path.exists(path):
-        try:
-            with open(path) as f:
-                values = json.load(f)
-        except (OSError, json.JSONDecodeError) as exc:
-            raise ValueError(f"{path}: unreadable settings ({exc})") from exc
-        if not isinstance(values, dict):
-            raise ValueError(f"{path}: settings must be a JSON object")
-        unknown = set(values) - {f.name for f in fields(RuntimeSettings)}
-        if unknown:
-            raise ValueError(f"{path}: unknown setting(s) {', '.join(sorted(unknown))}")
-        try:
-            settings = RuntimeSettings(**values)
-        except ValueError as exc:
-            raise ValueError(f"{path}: {exc}") from exc
-    else:
-        settings = RuntimeSettings()
+    settings = _with(RuntimeSettings(), read_settings_file(path), path) if os.path.exists(path) else RuntimeSettings()
     if os.environ.get("AUTODL_CONFIG"):
         settings = replace(settings, config=os.environ["AUTODL_CONFIG"])
     return settings
