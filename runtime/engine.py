@@ -318,6 +318,7 @@ class AnytimeEngine:
             if s.probe_inline and self._rung_cost(self._first_rung()) <= s.probe_inline:  # cheap: joins the first answer
                 self._probe()
         else:
+            self.phase = Phase.PROBE  # the probe moves on to PREPARE itself once no better rung is affordable
             self._probe()
         logger.info("[train] first answer ready in %.1f s", time.time() - start)
 

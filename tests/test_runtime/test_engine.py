@@ -51,10 +51,22 @@ def test_phases_follow_the_schedule(data: tuple[AutoDLDataset, AutoDLDataset]) -
 
 def test_without_the_pixel_model_the_probe_answers_first(data: tuple[AutoDLDataset, AutoDLDataset]) -> None:
     train, test = data
-    engine = _engine(60, [CONFIG], pixel_first=False)
+    engine = _engine(60, [CONFIG], pixel_first=False, probe_share=0.0)
     engine.train(train.get_dataset(), remaining_time_budget=60)
     assert engine.phase is Phase.PREPARE and engine.pending.recipe == {"probe": 1.0}
     assert engine.test(test.get_dataset(), remaining_time_budget=59).shape == (9, 3)
+
+
+def test_a_probe_first_answer_climbs_rungs_later(data: tuple[AutoDLDataset, AutoDLDataset]) -> None:
+    # regression: with a better rung affordable the engine stayed in FIRST_ANSWER and started over
+    train, test = data
+    engine = _engine(60, [CONFIG], pixel_first=False, probe_resolutions=(32, 48), probe_first_seconds=0.0,
+                     probe_share=0.9)
+    engine.train(train.get_dataset(), remaining_time_budget=60)
+    assert engine.phase is Phase.PROBE and engine.rung == (32, False) and engine.pending.recipe == {"probe": 1.0}
+    engine.test(test.get_dataset(), remaining_time_budget=59)
+    engine.train(train.get_dataset(), remaining_time_budget=59)
+    assert engine.rung == (48, True) and "probe@48+flip" in engine.predictors and engine.faults == []
 
 
 def test_a_cheap_probe_joins_the_first_answer(data: tuple[AutoDLDataset, AutoDLDataset]) -> None:
