@@ -657,7 +657,7 @@ class AnytimeEngine:
 
     # -- linear models --------------------------------------------------------------------------
     def _linear(self, C: float) -> LinearProbe:
-        return LinearProbe(self.multilabel, self.num_classes, self.settings.seed, C=C)
+        return LinearProbe(self.multilabel, self.num_classes, self.settings.seed, C=C, tol=self.settings.linear_tol)
 
     def _out_of_fold(self, features: np.ndarray, y: np.ndarray, C: float) -> np.ndarray:
         """Predictions of each fold by a model fitted on the other folds (cross-validated sample)."""

@@ -18,13 +18,14 @@ class LinearProbe:
         num_classes: output dimension.
         seed: the solver's random state.
         C: inverse regularisation strength.
+        tol: the solver's stopping tolerance (a looser one answers sooner; AUC barely moves).
     """
 
-    def __init__(self, multilabel: bool, num_classes: int, seed: int = 0, C: float = 0.5):
-        self.multilabel, self.num_classes, self.seed, self.C = multilabel, num_classes, seed, C
+    def __init__(self, multilabel: bool, num_classes: int, seed: int = 0, C: float = 0.5, tol: float = 1e-4):
+        self.multilabel, self.num_classes, self.seed, self.C, self.tol = multilabel, num_classes, seed, C, tol
 
     def _model(self) -> LogisticRegression:
-        return LogisticRegression(C=self.C, max_iter=300, random_state=self.seed)
+        return LogisticRegression(C=self.C, max_iter=300, tol=self.tol, random_state=self.seed)
 
     def fit(self, x: np.ndarray, y: np.ndarray) -> LinearProbe:
         self.scaler_ = StandardScaler().fit(x)

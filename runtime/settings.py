@@ -43,6 +43,9 @@ class RuntimeSettings:
         probe_first_seconds, probe_share: the cost caps of the first and of a later probe (see above).
         probe_late_share: when fine-tuning stalls, a better probe rung is fitted first if it costs at most
             this share of the time left (0: never); it must then beat the answer like the network does.
+        linear_tol: the stopping tolerance of the linear models' solver (L-BFGS). 1e-2 fits 5-7x faster than
+            1e-4 (the earlier value) with out-of-fold NAUC within 0.01 (measured on CIFAR-10 and DTD samples,
+            pixels and probe features): the first answers and the folds come sooner.
         cv_folds: when the first sample holds the whole training set (small data), the linear models are
             scored by out-of-fold predictions of this many stratified folds over all of it and answer
             fitted on all of it; the network still trains without its held-out part, and is compared on
@@ -85,6 +88,7 @@ class RuntimeSettings:
     probe_share: float = 0.04
     probe_late_share: float = 0.25
     cv_folds: int = 5
+    linear_tol: float = 1e-2
     select_late: bool = True
     val_samples: int = 600
     val_share: float = 0.2
@@ -127,6 +131,8 @@ class RuntimeSettings:
             value = getattr(self, name)
             if not isinstance(value, (int, float)) or not 0 <= value < 1:
                 raise ValueError(f"The {name!r} setting must be in [0, 1). Got {value!r} instead.")
+        if not isinstance(self.linear_tol, (int, float)) or not 0 < self.linear_tol < 1:
+            raise ValueError(f"The 'linear_tol' setting must be in (0, 1). Got {self.linear_tol!r} instead.")
         if not isinstance(self.cv_folds, int) or self.cv_folds < 0 or self.cv_folds == 1:
             raise ValueError(f"The 'cv_folds' setting must be 0 or an int >= 2. Got {self.cv_folds!r} instead.")
         for name in ("pixel_first", "select_late", "blend", "next_config_on_stall", "probe_flip"):
