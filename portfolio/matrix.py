@@ -2,9 +2,12 @@
 
     python -m portfolio.matrix --configs DIR --datasets DIR [DIR ...] --repeats R --budget S
                                --executor local:N|dask:ADDRESS --out matrix.csv [--weights-dir W]
-                               [--objective module:function]
+                               [--objective module:function] [--max-samples N] [--probe NET:FILE@SIDE]
+                               [--horizon T]
 
-DIR holds configuration records (`*.json`, the name of each file is the column name). Each job
+DIR holds configuration records (`*.json`, the name of each file is the column name), each with
+its own run-time settings in `<name>.settings.json` when it has them (as `portfolio.tune --pipeline`
+writes them and a bundle member carries them); the engine applies them as the Model does. Each job
 runs the objective (default: anytime ALC on held-out train data) and appends one line to the
 sidecar `<out>.runs.jsonl` as it finishes: dataset, config, repeat, status (ok | crash), ALC or
 the error. Rerunning skips the jobs the sidecar already holds. The CSV has datasets as rows and
@@ -24,7 +27,7 @@ import time
 import traceback
 from collections import defaultdict
 from concurrent.futures import ProcessPoolExecutor, as_completed
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 __all__ = ["Job", "run_job", "run_matrix", "read_labelled_csv", "read_matrix", "write_matrix", "main"]
@@ -40,6 +43,7 @@ class Job:
     budget: float
     weights_dir: str | None
     objective: str
+    context: dict[str, Any] = field(default_factory=dict)  # more for the objective: max_samples, probe
 
     @property
     def key(self) -> tuple[str, str, int]:
@@ -56,7 +60,7 @@ def run_job(job: Job) -> dict[str, Any]:
     try:
         objective = load_objective(job.objective)
         context = {"dataset": job.dataset, "dataset_name": job.dataset_name, "weights_dir": job.weights_dir,
-                   "seed": job.repeat, "repeat": job.repeat}
+                   "seed": job.repeat, "repeat": job.repeat, **job.context}
         config = {**job.config, "name": job.config_name}
         result = objective(config, job.budget, context)
         record.update(status="ok", alc=1.0 - float(result["loss"]))
@@ -91,23 +95,44 @@ def _submit_all(executor_spec: str, jobs: list[Job]):
     raise ValueError(f"executor must be local:N or dask:ADDRESS, got {executor_spec!r}")
 
 
+SETTINGS_SUFFIX = ".settings.json"
+
+
+def _load_config(path: str) -> dict[str, Any]:
+    """A configuration record as search-space values, with its settings file's values under `settings`
+    (checked here: a bad file is an error naming it, before any job runs)."""
+    from learner.config import TrainConfig
+    from portfolio.space import from_train_config
+    from runtime.settings import RuntimeSettings, member_settings, read_settings_file
+
+    values = from_train_config(TrainConfig.load(path))
+    settings_path = path[:-5] + SETTINGS_SUFFIX
+    if os.path.exists(settings_path):
+        overrides = read_settings_file(settings_path)
+        member_settings(RuntimeSettings(), overrides, settings_path)
+        values["settings"] = overrides
+    return values
+
+
 def run_matrix(configs_dir: str, dataset_dirs: list[str], *, repeats: int, budget: float, executor: str, out: str,
                weights_dir: str | None = None, objective: str = "portfolio.objective:alc_objective",
-               progress: bool = True) -> dict[str, dict[str, float | None]]:
+               progress: bool = True, context: dict[str, Any] | None = None) -> dict[str, dict[str, float | None]]:
+    """Run the jobs the sidecar does not hold yet and write the matrix; `context` goes to every objective call
+    (`max_samples`: a lower fidelity; `probe`: the bundle's probe network)."""
     from tqdm import tqdm
 
-    from learner.config import TrainConfig
     from metadata.check import find_dataset
-    from portfolio.space import from_train_config
 
-    config_paths = sorted(glob.glob(os.path.join(configs_dir, "*.json")))
+    config_paths = sorted(p for p in glob.glob(os.path.join(configs_dir, "*.json"))
+                          if not p.endswith(SETTINGS_SUFFIX))
     if not config_paths:
         raise ValueError(f"{configs_dir}: no configuration records (*.json)")
-    configs = {os.path.basename(p)[:-5]: from_train_config(TrainConfig.load(p)) for p in config_paths}
+    configs = {os.path.basename(p)[:-5]: _load_config(p) for p in config_paths}
     datasets = {find_dataset(d)[0]: os.path.abspath(d) for d in dataset_dirs}
     sidecar = out + ".runs.jsonl"
     done = {(r["dataset"], r["config"], r["repeat"]) for r in _read_sidecar(sidecar)}
-    jobs = [Job(path, name, cname, values, r, budget, weights_dir and os.path.abspath(weights_dir), objective)
+    jobs = [Job(path, name, cname, values, r, budget, weights_dir and os.path.abspath(weights_dir), objective,
+                dict(context or {}))
             for name, path in datasets.items() for cname, values in configs.items() for r in range(repeats)]
     todo = [j for j in jobs if j.key not in done]
     if todo:
@@ -188,11 +213,23 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", required=True)
     p.add_argument("--weights-dir")
     p.add_argument("--objective", default="portfolio.objective:alc_objective")
+    p.add_argument("--max-samples", type=int, help="train samples per run (a stratified subset: lower fidelity)")
+    p.add_argument("--horizon", type=float, help="each run is the first --budget seconds of a run of this many "
+                                                 "seconds (its ALC: T = horizon, the last answer held)")
+    p.add_argument("--probe", help="the bundle's probe, BACKBONE[:WEIGHTS_FILE]@RESOLUTION (file in --weights-dir); "
+                                   "default: each configuration's own network")
     args = p.parse_args(argv)
     try:
+        from portfolio.objective import parse_probe
+
+        context = {"max_samples": args.max_samples} if args.max_samples else {}
+        if args.horizon:
+            context["horizon"] = args.horizon
+        if args.probe:
+            context["probe"] = parse_probe(args.probe, args.weights_dir)
         matrix = run_matrix(args.configs, args.datasets, repeats=args.repeats, budget=args.budget,
                             executor=args.executor, out=args.out, weights_dir=args.weights_dir,
-                            objective=args.objective)
+                            objective=args.objective, context=context)
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

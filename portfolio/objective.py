@@ -20,7 +20,8 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["Evaluation", "ConfigurationFailed", "HeldOut", "held_out_split", "evaluate_config", "alc_objective",
+__all__ = ["Evaluation", "ConfigurationFailed", "HeldOut", "held_out_split", "evaluate_config", "split_settings",
+           "alc_objective", "parse_probe",
            "selector_objective", "load_objective"]
 
 
@@ -92,13 +93,21 @@ def held_out_split(dataset_dir: str, fraction: float = 0.25, seed: int = 0,
 
 def evaluate_config(config: Any, dataset_dir: str, budget: float, *, weights_dir: str | None = None,
                     probe: dict[str, Any] | None = None, seed: int = 0, val_fraction: float = 0.25,
-                    max_samples: int | None = None, settings: Any = None) -> Evaluation:
+                    max_samples: int | None = None, settings: Any = None,
+                    member: dict[str, Any] | None = None, horizon: float | None = None) -> Evaluation:
     """The run-time engine with `config` (a TrainConfig) on a held-out split of `dataset_dir` for `budget` s.
+
+    With `horizon` (> budget), the run is the first `budget` seconds of a run of `horizon` seconds: the engine
+    is told the time left until the horizon, and the ALC (T = horizon, t0 = horizon / 20) holds the last
+    answer until the horizon. A shorter prefix of the same run is a lower fidelity of the same score, which a
+    shorter run (its own schedule, its own t0) is not.
 
     Args:
         probe: the probe's frozen network, `{"backbone", "weights" (a file or None), "resolution"}`; by
             default the configuration's own backbone and weights at its resolution.
         settings: `runtime.settings.RuntimeSettings` of the engine (its defaults otherwise; the seed is set).
+        member: the configuration's own settings (`runtime.settings.MEMBER_FIELDS`), applied once it is
+            chosen, as the Model applies a bundle member's settings file.
 
     Raises:
         WeightsError: the configuration's weights are missing or do not fit (checked before the clock).
@@ -127,14 +136,18 @@ def evaluate_config(config: Any, dataset_dir: str, budget: float, *, weights_dir
     side = probe_storage(settings, extractor.resolution, data.matrix_size, data.sequence_size)  # as the Model does
     engine = AnytimeEngine(num_classes=data.num_classes, train_size=data.train_size, probe_extractor=extractor,
                            candidates=[config], weights_dir=weights_dir,
-                           storage_resolution=max(config.resolution, extractor.resolution, side), settings=settings)
+                           storage_resolution=max(config.resolution, extractor.resolution, side), settings=settings,
+                           member_settings={config: member} if member else None)
+    if horizon is not None and horizon < budget:
+        raise ValueError(f"horizon {horizon:g} s is shorter than the budget {budget:g} s")
+    total = horizon or budget
     timestamps, scores = [], []
     start = time.time()
     while not engine.done_training:  # the platform's loop
-        engine.train(data.train, remaining_time_budget=start + budget - time.time())
-        prediction = engine.test(data.test, remaining_time_budget=start + budget - time.time())
+        engine.train(data.train, remaining_time_budget=start + total - time.time())
+        prediction = engine.test(data.test, remaining_time_budget=start + total - time.time())
         elapsed = time.time() - start
-        if elapsed > budget:  # the platform would have stopped the run before this answer
+        if elapsed > budget:  # the platform (or the end of the prefix) stops the run before this answer
             break
         timestamps.append(elapsed)
         scores.append(nauc(data.test_labels, prediction))
@@ -142,21 +155,41 @@ def evaluate_config(config: Any, dataset_dir: str, budget: float, *, weights_dir
             break
     if engine.faults:
         raise ConfigurationFailed("; ".join(f"{f.phase}: {f.error}" for f in engine.faults))
-    score = alc(timestamps, scores, time_budget=budget, t0=budget / 20)
+    score = alc(timestamps, scores, time_budget=total, t0=total / 20)
     return Evaluation(alc=score, final_nauc=scores[-1] if scores else float("nan"),
                       first_prediction=timestamps[0] if timestamps else None, timestamps=timestamps,
                       scores=scores, steps=engine.trainer.total_steps if engine.trainer else 0)
 
 
-def alc_objective(config: dict[str, Any], budget: float, context: dict[str, Any]) -> dict[str, Any]:
-    """The default objective: `evaluate_config` of the mapped configuration (and its run-time knobs, for a
-    pipeline space); loss = 1 - ALC."""
-    from portfolio.space import to_runtime_settings, to_train_config
+def split_settings(config: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
+    """(global settings, member settings) of a configuration: its run-time knobs (a pipeline space) and its
+    `settings` entry (a member's settings file, as the matrix passes it). What a member may set is applied
+    once it is chosen, as in the Model; the rest (knobs of the first answers) is global."""
+    from dataclasses import fields, replace
 
+    from portfolio.space import to_runtime_settings
+    from runtime.settings import MEMBER_FIELDS, RuntimeSettings, member_settings
+
+    tuned = to_runtime_settings(config)
+    changed = {f.name: getattr(tuned, f.name) for f in fields(tuned) if getattr(tuned, f.name) != f.default}
+    member = {k: v for k, v in changed.items() if k in MEMBER_FIELDS}
+    member.update(config.get("settings") or {})
+    where = f"configuration {config.get('name') or config.get('model')!r}"
+    member_settings(RuntimeSettings(), member, where)  # checked before the clock
+    return replace(RuntimeSettings(), **{k: v for k, v in changed.items() if k not in MEMBER_FIELDS}), member
+
+
+def alc_objective(config: dict[str, Any], budget: float, context: dict[str, Any]) -> dict[str, Any]:
+    """The default objective: `evaluate_config` of the mapped configuration (and its run-time settings, split
+    as the Model applies them: `split_settings`); loss = 1 - ALC. `context["horizon"]`: every budget is a
+    prefix of one run of that many seconds (BOHB's fidelities are then prefixes of the same curve)."""
+    from portfolio.space import to_train_config
+
+    settings, member = split_settings(config)
     evaluation = evaluate_config(to_train_config(config), context["dataset"], budget,
                                  weights_dir=context.get("weights_dir"), probe=context.get("probe"),
                                  seed=int(context.get("seed", 0)), max_samples=context.get("max_samples"),
-                                 settings=to_runtime_settings(config))
+                                 settings=settings, member=member, horizon=context.get("horizon"))
     return {"loss": 1.0 - evaluation.alc, "info": evaluation.to_dict()}
 
 
@@ -178,6 +211,23 @@ def selector_objective(config: dict[str, Any], budget: float, context: dict[str,
     return {"loss": 1.0 - row.accuracy, "info": {"accuracy": row.accuracy, "ms_per_selection": row.ms_per_selection,
                                                  "params": {k: list(v) if isinstance(v, tuple) else v
                                                             for k, v in params.items()}}}
+
+
+def parse_probe(spec: str, weights_dir: str | None) -> dict[str, Any]:
+    """`backbone[:weights file]@resolution` (the file in `weights_dir`): the probe the Model's bundle uses, so
+    that tuning and the matrix run the probe that runs at test time."""
+    from learner.backbones import list_backbones
+
+    head, sep, side = spec.rpartition("@")
+    backbone, _, weights = head.partition(":")
+    if not sep or not side.isdigit() or backbone not in list_backbones():
+        raise ValueError(f"--probe must be BACKBONE[:WEIGHTS_FILE]@RESOLUTION with a registered backbone, got {spec!r}")
+    path = None
+    if weights:
+        path = os.path.join(weights_dir or "", weights)
+        if not os.path.isfile(path):
+            raise ValueError(f"--probe {spec!r}: no weights file {path}")
+    return {"backbone": backbone, "weights": path and os.path.abspath(path), "resolution": int(side)}
 
 
 def load_objective(spec: str) -> Callable[[dict[str, Any], float, dict[str, Any]], dict[str, Any]]:

@@ -3,9 +3,12 @@
 As in the paper: optimizer {Adam, SGD}, batch size {16, 32, 64, 128}, learning rate 1e-5..0.5
 (log), dropout 0.01..0.99; plus the model (backbone and weights source, one categorical over the
 weights files that exist) and the input resolution; for video, frames per clip and frame sampling.
-With `pipeline=True` the space also holds the run-time engine's knobs (`RUNTIME_KNOBS`: the probe's
-rungs, cross-validation, the answer decisions and the fine-tuning schedule), so that a sampled
-configuration is a whole anytime pipeline: `to_runtime_settings` maps it to `RuntimeSettings`.
+With `pipeline=True` the space also holds the run-time engine's knobs that a portfolio member can
+carry (`RuntimeKnob.member`: the probe's later rungs, the answer decisions and the fine-tuning
+schedule), so that a sampled configuration is a whole anytime pipeline as the Model runs it:
+`to_runtime_settings` maps it to `RuntimeSettings`. The knobs of the first answers (cross-validation,
+the pixel model) act before any member is chosen; they stay registered for tuning the bundle's global
+settings (`pipeline="all"`) but are not a member's choice.
 """
 
 from __future__ import annotations
@@ -40,6 +43,13 @@ class RuntimeKnob:
     default: str
     to_settings: Callable[[str], dict[str, Any]]
 
+    @property
+    def member(self) -> bool:
+        """Whether a portfolio member may set it (every field it sets is read after selection)."""
+        from runtime.settings import MEMBER_FIELDS
+
+        return set(self.to_settings(self.default)) <= MEMBER_FIELDS
+
 
 RUNTIME_KNOBS: dict[str, RuntimeKnob] = {}
 
@@ -67,6 +77,7 @@ for _knob in (
     RuntimeKnob("probe_late_share", ("0", "0.1", "0.25"), "0.25", lambda c: {"probe_late_share": float(c)}),
     RuntimeKnob("cv_folds", ("0", "3", "5"), "5", lambda c: {"cv_folds": int(c)}),
     RuntimeKnob("pixel_first", ("on", "off"), "on", _flag("pixel_first")),
+    RuntimeKnob("linear_tol", ("0.0001", "0.001", "0.01"), "0.01", lambda c: {"linear_tol": float(c)}),
     RuntimeKnob("switch_confidence", ("0", "0.7", "0.8", "0.9"), "0.8", lambda c: {"switch_confidence": float(c)}),
     RuntimeKnob("blend", ("on", "off"), "on", _flag("blend")),
     RuntimeKnob("patience", ("2", "4", "6"), "4", lambda c: {"patience": int(c)}),
@@ -97,8 +108,11 @@ def available_models(weights_dir: str | None, backbones: Sequence[str] | None = 
 
 
 def build_space(models: Sequence[str], *, resolutions: Sequence[int] = (64, 96, 128), video: bool = False,
-                pipeline: bool = False, seed: int = 0) -> CS.ConfigurationSpace:
-    """The search space over `models` (`backbone:weights` strings); with `pipeline`, the run-time knobs too."""
+                pipeline: bool | str = False, seed: int = 0) -> CS.ConfigurationSpace:
+    """The search space over `models` (`backbone:weights` strings); with `pipeline`, the run-time knobs a
+    member can carry too (`pipeline="all"`: every registered knob, for the bundle's global settings)."""
+    if pipeline not in (False, True, "all"):
+        raise ValueError(f"pipeline must be False, True or 'all', got {pipeline!r}")
     too_large = [m for m in models if get_spec(m.split(":")[0]).min_size > max(resolutions)]
     if too_large:
         raise ValueError(f"{', '.join(too_large)}: need a resolution of at least "
@@ -121,7 +135,7 @@ def build_space(models: Sequence[str], *, resolutions: Sequence[int] = (64, 96, 
                 CS.CategoricalHyperparameter("frame_sampling", list(FRAME_SAMPLING))])
     if pipeline:
         cs.add([CS.CategoricalHyperparameter(RUNTIME_PREFIX + k.name, list(k.choices), default_value=k.default)
-                for k in RUNTIME_KNOBS.values()])
+                for k in RUNTIME_KNOBS.values() if pipeline == "all" or k.member])
     for m in models:  # a backbone's minimum input size forbids smaller resolutions
         small = [r for r in resolutions if r < get_spec(m.split(":")[0]).min_size]
         for r in small:

@@ -2,7 +2,8 @@
 
     python -m portfolio.tune --dataset DIR --out RUN_DIR [--weights-dir W] [--backbones a,b] [--allow-random]
         [--resolutions 64,96,128] [--video] [--pipeline] [--min-budget 10] [--max-budget 90] [--eta 3] [--iterations 4]
-        [--workers N] [--host 127.0.0.1] [--previous-run DIR] [--objective module:function]
+        [--workers N] [--host 127.0.0.1] [--previous-run DIR] [--objective module:function] [--max-samples N]
+        [--probe NET:FILE@SIDE] [--horizon T]
     python -m portfolio.tune --worker --run-id ID --shared-dir DIR       # join a running master
     python -m portfolio.tune --space selector:mlp_moments --store STORE --out RUN_DIR [...]  # tune a selector
 
@@ -33,7 +34,7 @@ from pathlib import Path
 from typing import Any
 
 import portfolio._pyro  # noqa: F401  (Pyro4 settings before hpbandster)
-from portfolio.objective import load_objective
+from portfolio.objective import load_objective, parse_probe
 from portfolio.space import (RUNTIME_PREFIX, available_models, build_space, selector_space, to_runtime_settings,
                              to_selector_params, to_train_config)
 
@@ -177,6 +178,12 @@ def run_master(args: argparse.Namespace) -> TuneResult:
         context = {"dataset": os.path.abspath(args.dataset),
                    "weights_dir": args.weights_dir and os.path.abspath(args.weights_dir), "seed": args.seed,
                    "objective": args.objective or "portfolio.objective:alc_objective", "max_samples": args.max_samples}
+        if args.probe:
+            context["probe"] = parse_probe(args.probe, args.weights_dir)
+        if args.horizon:
+            if args.horizon < args.max_budget:
+                raise ValueError(f"--horizon {args.horizon:g} is below --max-budget {args.max_budget:g}")
+            context["horizon"] = args.horizon
     space.to_json(out / "configspace.json")
     (shared / CONTEXT).write_text(json.dumps(context, indent=2))
     run_id = args.run_id or f"{dataset_name}-{os.getpid()}"
@@ -259,6 +266,10 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--space", default="learner", help="learner, or selector:NAME to tune a fingerprint selector")
     p.add_argument("--store", help="fingerprint store (with --space selector:NAME)")
     p.add_argument("--max-samples", type=int, help="train samples decoded per trial")
+    p.add_argument("--probe", help="the bundle's probe, BACKBONE[:WEIGHTS_FILE]@RESOLUTION (file in --weights-dir); "
+                                   "default: each configuration's own network")
+    p.add_argument("--horizon", type=float, help="every budget is the first seconds of one run of this many "
+                                                 "seconds (fidelities are prefixes of the same learning curve)")
     p.add_argument("--seed", type=int, default=0)
     return p
 

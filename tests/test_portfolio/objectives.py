@@ -21,3 +21,8 @@ def table(config: dict[str, Any], budget: float, context: dict[str, Any]) -> dic
         raise RuntimeError("out of memory")
     values = {"good": 0.8, "crashy": 0.9, "bad": 0.2}
     return {"loss": 1.0 - values[name] + 0.01 * context["repeat"], "info": {}}
+
+
+def patience(config: dict[str, Any], budget: float, context: dict[str, Any]) -> dict[str, Any]:
+    """A cell that reads the configuration's own settings (its settings file): ALC = patience / 10."""
+    return {"loss": 1.0 - config.get("settings", {}).get("patience", 0) / 10, "info": {}}

@@ -60,6 +60,19 @@ def test_dask_local_cluster(setup, tmp_path: Path) -> None:
     _check(matrix, out)
 
 
+def test_a_configuration_brings_its_settings_file(setup, tmp_path: Path) -> None:
+    configs, datasets = setup
+    (configs / "good.settings.json").write_text(json.dumps({"patience": 7}))
+    matrix = run_matrix(str(configs), datasets, repeats=1, budget=1, executor="local:1", out=str(tmp_path / "s.csv"),
+                        objective="tests.test_portfolio.objectives:patience", progress=False)
+    assert set(matrix["a"]) == {"good", "crashy", "bad"}  # the settings file is no column
+    assert matrix["a"]["good"] == pytest.approx(0.7) and matrix["a"]["bad"] == pytest.approx(0.0)
+    (configs / "good.settings.json").write_text(json.dumps({"cv_folds": 3}))  # acts before selection
+    with pytest.raises(ValueError, match=r"good\.settings\.json: cv_folds act"):
+        run_matrix(str(configs), datasets, repeats=1, budget=1, executor="local:1", out=str(tmp_path / "t.csv"),
+                   objective="tests.test_portfolio.objectives:patience", progress=False)
+
+
 def test_bad_matrix_files(tmp_path: Path) -> None:
     (tmp_path / "short.csv").write_text("dataset,a,b\nd1,0.5\n")
     with pytest.raises(ValueError, match=r"short\.csv: line 2 has 2 cells, expected 3"):
@@ -67,3 +80,18 @@ def test_bad_matrix_files(tmp_path: Path) -> None:
     (tmp_path / "text.csv").write_text("dataset,a\nd1,high\n")
     with pytest.raises(ValueError, match=r"text\.csv: line 2"):
         read_matrix(str(tmp_path / "text.csv"))
+
+
+def test_rank_correlation_of_two_fidelities() -> None:
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("fidelity", Path(__file__).parents[2] / "benchmarks" / "fidelity.py")
+    fidelity = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(fidelity)
+    low = {"a": {"x": 0.1, "y": 0.2, "z": 0.3}, "b": {"x": 0.5, "y": 0.4, "z": None}}
+    full = {"a": {"x": 0.6, "y": 0.7, "z": 0.9}, "b": {"x": 0.8, "y": 0.9, "z": 0.1}}
+    overall, per_dataset, agree, compared = fidelity.correlations(low, full)
+    # a: same order (rho 1, same best); b: z crashed at the low fidelity, x and y swap (rho -1, other best)
+    assert per_dataset == pytest.approx(0.0) and (agree, compared) == (1, 2) and -1 <= overall <= 1
+    with pytest.raises(ValueError, match="only 2 cells"):
+        fidelity.correlations({"a": {"x": 0.1, "y": 0.2}}, {"a": {"x": 0.1, "y": 0.2}})

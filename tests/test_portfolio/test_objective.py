@@ -72,3 +72,42 @@ def test_an_engine_fault_is_a_crash(digits: Path, monkeypatch: pytest.MonkeyPatc
     config = TrainConfig(backbone="mobilenet_v3_small", weights=None, resolution=32, batch_size=32)
     with pytest.raises(ConfigurationFailed, match="fine-tune: MemoryError: injected"):
         evaluate_config(config, str(digits), budget=25.0)
+
+
+def test_run_time_settings_split_as_the_model_applies_them() -> None:
+    from portfolio.objective import split_settings
+    from runtime.settings import RuntimeSettings
+
+    config = {"model": "resnet18:random", "name": "x", "rt:patience": "2", "rt:cv_folds": "3",
+              "settings": {"blend": False}}
+    settings, member = split_settings(config)
+    assert settings == RuntimeSettings(cv_folds=3)  # the first answers' knob is global
+    assert member == {"patience": 2, "blend": False}  # applied once the configuration is chosen
+    with pytest.raises(ValueError, match="configuration 'x': pixel_first act"):
+        split_settings({**config, "settings": {"pixel_first": False}})
+
+
+def test_a_members_settings_reach_the_engine(digits: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from runtime import engine as engine_module
+
+    seen = {}
+    original = engine_module.AnytimeEngine.__init__
+
+    def spy(self, **kwargs):
+        seen.update(kwargs)
+        original(self, **kwargs)
+
+    monkeypatch.setattr(engine_module.AnytimeEngine, "__init__", spy)
+    config = TrainConfig(backbone="mobilenet_v3_small", weights=None, resolution=32, batch_size=32)
+    evaluate_config(config, str(digits), budget=3.0, member={"patience": 2})
+    assert seen["member_settings"] == {config: {"patience": 2}}
+
+
+def test_a_prefix_of_a_longer_run_scores_the_longer_runs_curve(digits: Path) -> None:
+    config = TrainConfig(backbone="mobilenet_v3_small", weights=None, resolution=32, batch_size=32)
+    result = evaluate_config(config, str(digits), budget=4.0, horizon=40.0)
+    assert result.timestamps and result.timestamps[-1] <= 4.0
+    # the ALC of the horizon's curve, the last answer held until the horizon
+    assert result.alc == pytest.approx(alc(result.timestamps, result.scores, time_budget=40.0, t0=2.0))
+    with pytest.raises(ValueError, match="horizon 2 s is shorter than the budget 4 s"):
+        evaluate_config(config, str(digits), budget=4.0, horizon=2.0)

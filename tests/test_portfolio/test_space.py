@@ -43,7 +43,7 @@ def test_a_pipeline_configuration_sets_the_run_time_engine() -> None:
     from runtime.settings import RuntimeSettings
     from portfolio.space import RUNTIME_KNOBS, to_runtime_settings
 
-    space = build_space(["resnet18:random"], pipeline=True, seed=1)
+    space = build_space(["resnet18:random"], pipeline="all", seed=1)
     assert {f"rt:{name}" for name in RUNTIME_KNOBS} <= set(space.keys())
     seen = set()
     for sample in space.sample_configuration(100):
@@ -52,6 +52,13 @@ def test_a_pipeline_configuration_sets_the_run_time_engine() -> None:
         seen.add(settings.probe_resolutions)
         assert settings.probe_resolutions[0] == 64 and settings.cv_folds in (0, 3, 5)
     assert seen == {(64,), (64, 128), (64, 128, 224)}
+    # a member's pipeline: only the knobs the Model applies once a member is chosen
+    member = build_space(["resnet18:random"], pipeline=True, seed=1)
+    knobs = {k[3:] for k in member.keys() if k.startswith("rt:")}
+    assert knobs == {name for name, k in RUNTIME_KNOBS.items() if k.member} and "probe_top" in knobs
+    assert not knobs & {"cv_folds", "pixel_first"}
+    with pytest.raises(ValueError, match="pipeline must be"):
+        build_space(["resnet18:random"], pipeline="some")
     # the defaults are today's behaviour, and a plain configuration leaves the settings alone
     assert to_runtime_settings(space.get_default_configuration()) == RuntimeSettings()
     assert to_runtime_settings({"model": "resnet18:random"}) == RuntimeSettings()

@@ -93,7 +93,7 @@ def test_a_pipeline_incumbent_writes_its_run_time_settings(samples_dir: Path, tm
     assert tune_main(_args(samples_dir, out, "--iterations", "1", "--workers", "0", "--pipeline")) == 0
     space = json.loads((out / "configspace.json").read_text())
     assert any(h["name"] == "rt:probe_top" for h in space["hyperparameters"])
-    # what the incumbent changed from the defaults (11 sampled knobs: all at their default is unlikely), valid
+    # what the incumbent changed from the defaults (9 sampled member knobs: all at their default is unlikely), valid
     written = json.loads((out / "miniciao.settings.json").read_text())
     assert written and RuntimeSettings(**written) != RuntimeSettings()
     assert TrainConfig.load(str(out / "miniciao.json")).backbone == "mobilenet_v3_small"
