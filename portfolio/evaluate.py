@@ -3,9 +3,13 @@
     python -m portfolio.evaluate --matrix matrix.csv --meta-features meta.csv --selector knn [--k 1] [--safe]
     python -m portfolio.evaluate --matrix matrix.csv --meta-features meta.csv --selector pairwise [--l2 1.0]
     python -m portfolio.evaluate --matrix matrix.csv --selector mapping --mapping lodo.csv [--safe]
+    python -m portfolio.evaluate --matrix matrix.csv --store store.npz --families derived.json --selector pairwise
 
 Both CSVs have dataset names in the first column (matrices and meta-features made elsewhere work
-too). For each dataset d, the selector sees only the other datasets: `knn` takes the k nearest by
+too); `--store` computes meta-features from a fingerprint store instead. For each dataset d, the
+selector sees only the other datasets, and with `--families` only those of other families (a derived
+dataset and its source are one family); a configuration named after a dataset of d's family was
+tuned on it and is never picked for d, nor counted in d's oracle. `knn` takes the k nearest by
 standardised meta-features and picks the configuration with the best mean score over them;
 `mapping` reads which known dataset d was matched with (e.g. `fingerprint.evaluate
 --leave-one-out --csv`) and picks that dataset's best configuration; `pairwise` learns, from the
@@ -14,8 +18,8 @@ loss (in the manner of ZAP-HPO; a crashed cell ranks below every result) and pic
 scored (with strong regularisation it falls back to the single best). Regret is d's oracle (its best
 score) minus the score of the pick (a crashed pick scores 0 here, worst case for ALC-like scores).
 Reported next to: 1-NN on the meta-features (when given), single best (best mean over the other
-datasets), random (expected regret of a uniform pick), oracle, and a `default` column when present. `--safe` never picks a configuration that
-crashed (empty cell, or 0) on any of the other datasets.
+datasets), random (expected regret of a uniform pick), oracle, and a `default` column when present.
+`--safe` never picks a configuration that crashed (empty cell, or 0) on any of the other datasets.
 """
 
 from __future__ import annotations
@@ -31,8 +35,8 @@ import numpy as np
 
 from portfolio.matrix import read_labelled_csv, read_matrix
 
-__all__ = ["Report", "PICKERS", "read_table", "lodo_regret", "knn_picker", "pairwise_picker", "mapping_picker",
-           "main"]
+__all__ = ["Report", "PICKERS", "read_table", "held_out", "fair_configs", "lodo_regret", "random_regret", "store_meta_features",
+           "knn_picker", "pairwise_picker", "mapping_picker", "read_families", "main"]
 
 Matrix = dict[str, dict[str, float | None]]
 
@@ -77,19 +81,80 @@ def _best_mean(matrix: Matrix, datasets: list[str], allowed: list[str]) -> str:
     return max(allowed, key=lambda c: (statistics.fmean(_score(matrix, d, c) for d in datasets), -allowed.index(c)))
 
 
-def lodo_regret(matrix: Matrix, pick: Callable[[str, list[str], list[str]], str], name: str, *, safe: bool = False
-                ) -> Report:
-    """`pick(dataset, other datasets, allowed configurations) -> configuration` for each held-out dataset."""
+def held_out(matrix: Matrix, d: str, families: dict[str, str] | None = None, safe: bool = False
+             ) -> tuple[list[str], list[str]]:
+    """(the datasets a selector may learn from, the configurations it may pick) when `d` is unseen.
+
+    The oracle of d is the best of the configurations not tuned on d's family (`fair_configs`), safe or not.
+
+
+    Leakage-free: every dataset of d's family (`families`: dataset -> family; by default each dataset is
+    its own) is left out, and so is every configuration named after one of them (a configuration named
+    after a dataset was tuned on it)."""
+    families = families or {}
+    group = families.get(d, d)
+    others = [o for o in matrix if families.get(o, o) != group]
+    if not others:
+        raise ValueError(f"dataset {d!r}: every dataset is of its family {group!r}; nothing to learn from")
+    fair = fair_configs(matrix, d, families)
+    if not fair:
+        raise ValueError(f"dataset {d!r}: every configuration was tuned on its family {group!r}")
+    allowed = [c for c in _allowed(matrix, others, safe) if c in fair]
+    if not allowed:
+        raise ValueError(f"dataset {d!r}: --safe: every configuration not tuned on its family crashed elsewhere")
+    return others, allowed
+
+
+def fair_configs(matrix: Matrix, d: str, families: dict[str, str] | None = None) -> list[str]:
+    """The configurations not tuned on d's family (the candidates of d's oracle)."""
+    families = families or {}
+    group = families.get(d, d)
+    return [c for c in matrix[d] if not (c in matrix and families.get(c, c) == group)]
+
+
+def lodo_regret(matrix: Matrix, pick: Callable[[str, list[str], list[str]], str], name: str, *, safe: bool = False,
+                families: dict[str, str] | None = None) -> Report:
+    """`pick(dataset, other datasets, allowed configurations) -> configuration` for each held-out dataset
+    (`held_out`: its family and the configurations tuned on it are left out); the oracle is the best fair one."""
     regrets, picks, hits = {}, {}, 0
-    names = list(matrix)
-    for d in names:
-        others = [o for o in names if o != d]
-        choice = pick(d, others, _allowed(matrix, others, safe))
-        oracle = max(_score(matrix, d, c) for c in matrix[d])
+    for d in matrix:
+        others, allowed = held_out(matrix, d, families, safe)
+        choice = pick(d, others, allowed)
+        oracle = max(_score(matrix, d, c) for c in fair_configs(matrix, d, families))
         regrets[d] = oracle - _score(matrix, d, choice)
         picks[d] = choice
         hits += regrets[d] <= 1e-12
     return Report(name, regrets, picks, hits)
+
+
+def random_regret(matrix: Matrix, families: dict[str, str] | None = None, safe: bool = False) -> dict[str, float]:
+    """The expected regret of a uniform pick among the allowed configurations, per dataset."""
+    out = {}
+    for d in matrix:
+        _, allowed = held_out(matrix, d, families, safe)
+        out[d] = (max(_score(matrix, d, c) for c in fair_configs(matrix, d, families))
+                  - statistics.fmean(_score(matrix, d, c) for c in allowed))
+    return out
+
+
+def store_meta_features(store_path: str, components: int = 8) -> dict[str, list[float]]:
+    """Meta-features of every dataset of a fingerprint store: its simple meta-features (log sizes, channels,
+    frames, multilabel) and the first principal components of its mean fingerprint."""
+    from sklearn.decomposition import PCA
+
+    from fingerprint.store import Store
+
+    store = Store.load(store_path)
+    means = np.array([e.features.astype(np.float32).mean(0) for e in store.entries.values()])
+    k = max(0, min(components, len(means) - 1, means.shape[1]))
+    pcs = PCA(k, random_state=0).fit_transform(means) if k else np.zeros((len(means), 0))
+    table = {}
+    for (name, entry), pc in zip(store.entries.items(), pcs):
+        m = entry.meta
+        table[name] = [float(np.log(m["train_size"])), float(np.log(m["classes"])),
+                       float(np.log(max(m["height"], 1) * max(m["width"], 1)) / 2), float(m["channels"]),
+                       float(np.log(m["sequence_length"])), float(m["multilabel"]), *map(float, pc)]
+    return table
 
 
 def knn_picker(matrix: Matrix, meta: dict[str, list[float]], k: int) -> Callable[[str, list[str], list[str]], str]:
@@ -181,7 +246,11 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m portfolio.evaluate", description=__doc__.splitlines()[0])
     p.add_argument("--matrix", required=True)
     p.add_argument("--selector", choices=sorted(PICKERS), default="knn")
-    p.add_argument("--meta-features", help="CSV of meta-features (knn)")
+    p.add_argument("--meta-features", help="CSV of meta-features (knn, pairwise)")
+    p.add_argument("--store", help="a fingerprint store instead of --meta-features (simple meta-features and "
+                                   "principal components of each dataset's mean fingerprint)")
+    p.add_argument("--families", help="CSV dataset,family (e.g. a derived dataset's source), or a derive "
+                                      "derived.json: a whole family is left out together")
     p.add_argument("--k", type=int, default=1)
     p.add_argument("--l2", type=float, default=1.0, help="regularisation of the pairwise ranker")
     p.add_argument("--mapping", help="CSV dataset,selected[,...] (mapping)")
@@ -192,33 +261,69 @@ def main(argv: list[str] | None = None) -> int:
         matrix = read_matrix(args.matrix)
         if len(matrix) < 2:
             raise ValueError("leave-one-dataset-out needs at least two datasets")
-        meta = read_table(args.meta_features) if args.meta_features else None
-        picker = PICKERS[args.selector](matrix, meta, args)
-        reports = [lodo_regret(matrix, picker, args.selector, safe=args.safe)]
-        if meta is not None and (args.selector, args.k) != ("knn", 1):
-            reports.append(lodo_regret(matrix, knn_picker(matrix, meta, 1), "1-NN", safe=args.safe))
-        reports.append(lodo_regret(matrix, lambda d, o, a: _best_mean(matrix, o, a), "single best", safe=args.safe))
+        meta = (read_table(args.meta_features) if args.meta_features
+                else store_meta_features(args.store) if args.store else None)
+        families = read_families(args.families) if args.families else None
+        reports = compare(matrix, meta, args.selector, lambda: PICKERS[args.selector](matrix, meta, args),
+                          k=args.k, safe=args.safe, families=families)
         configs = list(next(iter(matrix.values())))
-        if "default" in configs:
-            reports.append(lodo_regret(matrix, lambda d, o, a: "default", "default"))
+        randoms = random_regret(matrix, families, args.safe)
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    random_regret = {d: max(_score(matrix, d, c) for c in configs)
-                     - statistics.fmean(_score(matrix, d, c) for c in configs) for d in matrix}
-    print(f"leave-one-dataset-out regret on {len(matrix)} datasets x {len(configs)} configurations"
-          f"{' (safe)' if args.safe else ''}")
+    print(f"leave-one-{'family' if families else 'dataset'}-out regret on {len(matrix)} datasets x {len(configs)} "
+          f"configurations{' (safe)' if args.safe else ''}")
     print("| method | mean regret | median regret | oracle hits |\n|---|---|---|---|")
     for r in reports:
         print(f"| {r.name} | {r.mean:.4f} | {r.median:.4f} | {r.oracle_hits}/{len(matrix)} |")
-    print(f"| random (expected) | {statistics.fmean(random_regret.values()):.4f} | "
-          f"{statistics.median(random_regret.values()):.4f} | - |")
+    print(f"| random (expected) | {statistics.fmean(randoms.values()):.4f} | "
+          f"{statistics.median(randoms.values()):.4f} | - |")
     print(f"| oracle | 0.0000 | 0.0000 | {len(matrix)}/{len(matrix)} |")
     print("\n| dataset | " + " | ".join(f"{r.name} pick" for r in reports) + " |")
     print("|---|" + "---|" * len(reports))
     for d in matrix:
         print(f"| {d} | " + " | ".join(f"{r.picks[d]} ({r.regrets[d]:.3f})" for r in reports) + " |")
     return 0
+
+
+def compare(matrix: Matrix, meta: dict[str, list[float]] | None, name: str,
+            make_picker: Callable[[], Callable[[str, list[str], list[str]], str]], *, k: int = 1, safe: bool = False,
+            families: dict[str, str] | None = None) -> list[Report]:
+    """The selector `name` beside 1-NN (given meta-features), single best and the `default` column (if any)."""
+    reports = [lodo_regret(matrix, make_picker(), name, safe=safe, families=families)]
+    if meta is not None and (name, k) != ("knn", 1):
+        reports.append(lodo_regret(matrix, knn_picker(matrix, meta, 1), "1-NN", safe=safe, families=families))
+    reports.append(lodo_regret(matrix, lambda d, o, a: _best_mean(matrix, o, a), "single best", safe=safe,
+                               families=families))
+    if "default" in next(iter(matrix.values())):
+        reports.append(lodo_regret(matrix, lambda d, o, a: "default", "default", families=families))
+    return reports
+
+
+def read_families(path: str) -> dict[str, str]:
+    """dataset -> family from a CSV (dataset,family) or a derive `derived.json` (name -> source; each source
+    is its own family's member too)."""
+    if path.endswith(".json"):
+        import json
+
+        try:
+            with open(path) as f:
+                entries = json.load(f)
+            if not isinstance(entries, list):
+                raise TypeError(f"a {type(entries).__name__}, not a list")
+            families = {e["name"]: e["source"] for e in entries}
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise ValueError(f"{path}: not a derived.json list of {{name, source}} ({exc})") from exc
+        return {**{s: s for s in families.values()}, **families}
+    try:
+        with open(path, newline="") as f:
+            rows = list(csv.reader(f))
+    except OSError as exc:
+        raise ValueError(f"{path}: cannot read ({exc.strerror})") from exc
+    bad = [i for i, row in enumerate(rows[1:], start=2) if len(row) < 2]
+    if bad:
+        raise ValueError(f"{path}: line {bad[0]} needs dataset,family")
+    return {row[0]: row[1] for row in rows[1:]}
 
 
 def _needs_meta(name: str, meta: dict[str, list[float]] | None) -> dict[str, list[float]]:

@@ -158,3 +158,46 @@ def test_configurations_equal_but_for_the_name_are_one(tmp_path: Path) -> None:
         TrainConfig(backbone="mobilenet_v3_small", weights=None, learning_rate=lr, name=name).save(paths[name])
     kept, dropped = distinct_configs(paths)
     assert list(kept) == ["flowers", "dtd"] and dropped == {"mnist": "flowers"}
+
+
+def test_a_family_and_its_tuned_configurations_are_left_out(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    """src and src-gray are one family; the column named src was tuned on src: never picked for either."""
+    from portfolio.evaluate import held_out, lodo_regret
+
+    matrix = {"src": {"src": 0.9, "other": 0.5, "x": 0.6}, "src-gray": {"src": 0.8, "other": 0.4, "x": 0.3},
+              "other": {"src": 0.2, "other": 0.7, "x": 0.6}, "y": {"src": 0.9, "other": 0.1, "x": 0.5}}
+    families = {"src": "src", "src-gray": "src"}
+    others, allowed = held_out(matrix, "src-gray", families)
+    assert others == ["other", "y"] and allowed == ["other", "x"]
+    report = lodo_regret(matrix, lambda d, o, a: a[0], "first", families=families)
+    assert report.picks["src"] == "other" and report.regrets["src"] == pytest.approx(0.6 - 0.5)  # oracle: x
+    assert report.picks["y"] == "src"  # not of src's family: src's configuration is fair game
+    derived = tmp_path / "derived.json"
+    derived.write_text('[{"name": "src-gray", "source": "src", "derivation": "gray", "path": "p"}]')
+    path = _write(tmp_path, matrix)
+    (tmp_path / "meta.csv").write_text("dataset,a\nsrc,0\nsrc-gray,1\nother,2\ny,3\n")
+    assert evaluate_main(["--matrix", path, "--meta-features", str(tmp_path / "meta.csv"), "--families",
+                          str(derived)]) == 0
+    out = capsys.readouterr().out
+    assert "leave-one-family-out" in out and "| src-gray | other (" in out  # its nearest other family: other
+    (tmp_path / "bad.json").write_text("{}")
+    assert evaluate_main(["--matrix", path, "--meta-features", str(tmp_path / "meta.csv"), "--families",
+                          str(tmp_path / "bad.json")]) == 2
+    assert "bad.json: not a derived.json" in capsys.readouterr().err
+
+
+def test_meta_features_from_a_fingerprint_store(tmp_path: Path) -> None:
+    from fingerprint.extractor import ExtractorInfo
+    from fingerprint.store import DatasetEntry, Store
+    from portfolio.evaluate import store_meta_features
+
+    info = ExtractorInfo(backbone="resnet18", weights="random-0", resolution=32, feature_dim=4)
+    rng = np.random.default_rng(0)
+    meta = {"classes": 3.0, "channels": 3.0, "height": 32.0, "width": 32.0, "train_size": 100.0,
+            "sequence_length": 1.0, "multilabel": 0.0}
+    store = Store(info, [DatasetEntry(f"d{i}", rng.normal(i, 1, (8, 4)), {**meta, "classes": 2.0 + i})
+                         for i in range(4)])
+    store.save(str(tmp_path / "s.npz"))
+    table = store_meta_features(str(tmp_path / "s.npz"), components=2)
+    assert list(table) == ["d0", "d1", "d2", "d3"] and all(len(v) == 6 + 2 for v in table.values())
+    assert table["d1"][1] == pytest.approx(np.log(3.0))
