@@ -56,12 +56,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--max-samples", type=int)
     p.add_argument("--out", required=True)
     args = p.parse_args(argv)
-    from portfolio.objective import parse_probe
+    from portfolio.objective import run_context
 
     try:
-        context = {"max_samples": args.max_samples} if args.max_samples else {}
-        if args.probe:
-            context["probe"] = parse_probe(args.probe, args.weights_dir)
+        context = run_context(max_samples=args.max_samples, probe=args.probe, weights_dir=args.weights_dir)
         low = read_matrix(args.low)
         full = run_matrix(args.configs, args.datasets, repeats=1, budget=args.budget, executor="local:1",
                           out=args.out, weights_dir=args.weights_dir, context=context)

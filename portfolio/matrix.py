@@ -220,13 +220,10 @@ def main(argv: list[str] | None = None) -> int:
                                    "default: each configuration's own network")
     args = p.parse_args(argv)
     try:
-        from portfolio.objective import parse_probe
+        from portfolio.objective import run_context
 
-        context = {"max_samples": args.max_samples} if args.max_samples else {}
-        if args.horizon:
-            context["horizon"] = args.horizon
-        if args.probe:
-            context["probe"] = parse_probe(args.probe, args.weights_dir)
+        context = run_context(max_samples=args.max_samples, probe=args.probe, weights_dir=args.weights_dir,
+                              horizon=args.horizon)
         matrix = run_matrix(args.configs, args.datasets, repeats=args.repeats, budget=args.budget,
                             executor=args.executor, out=args.out, weights_dir=args.weights_dir,
                             objective=args.objective, context=context)

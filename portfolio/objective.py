@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 __all__ = ["Evaluation", "ConfigurationFailed", "HeldOut", "held_out_split", "evaluate_config", "split_settings",
-           "alc_objective", "parse_probe",
+           "alc_objective", "parse_probe", "run_context",
            "selector_objective", "load_objective"]
 
 
@@ -165,13 +165,12 @@ def split_settings(config: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
     """(global settings, member settings) of a configuration: its run-time knobs (a pipeline space) and its
     `settings` entry (a member's settings file, as the matrix passes it). What a member may set is applied
     once it is chosen, as in the Model; the rest (knobs of the first answers) is global."""
-    from dataclasses import fields, replace
+    from dataclasses import replace
 
-    from portfolio.space import to_runtime_settings
+    from portfolio.space import non_default, to_runtime_settings
     from runtime.settings import MEMBER_FIELDS, RuntimeSettings, member_settings
 
-    tuned = to_runtime_settings(config)
-    changed = {f.name: getattr(tuned, f.name) for f in fields(tuned) if getattr(tuned, f.name) != f.default}
+    changed = non_default(to_runtime_settings(config))
     member = {k: v for k, v in changed.items() if k in MEMBER_FIELDS}
     member.update(config.get("settings") or {})
     where = f"configuration {config.get('name') or config.get('model')!r}"
@@ -228,6 +227,17 @@ def parse_probe(spec: str, weights_dir: str | None) -> dict[str, Any]:
         if not os.path.isfile(path):
             raise ValueError(f"--probe {spec!r}: no weights file {path}")
     return {"backbone": backbone, "weights": path and os.path.abspath(path), "resolution": int(side)}
+
+
+def run_context(*, max_samples: int | None = None, probe: str | None = None, weights_dir: str | None = None,
+                horizon: float | None = None) -> dict[str, Any]:
+    """The objective's context from the CLIs' shared options (`--max-samples`, `--probe`, `--horizon`)."""
+    context: dict[str, Any] = {"max_samples": max_samples} if max_samples else {}
+    if probe:
+        context["probe"] = parse_probe(probe, weights_dir)
+    if horizon:
+        context["horizon"] = horizon
+    return context
 
 
 def load_objective(spec: str) -> Callable[[dict[str, Any], float, dict[str, Any]], dict[str, Any]]:

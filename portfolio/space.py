@@ -26,7 +26,7 @@ from learner.config import FRAME_SAMPLING, TrainConfig
 from runtime.settings import RuntimeSettings
 
 __all__ = ["RANDOM_WEIGHTS", "RUNTIME_KNOBS", "RuntimeKnob", "register_runtime_knob", "available_models",
-           "build_space", "to_train_config", "from_train_config", "to_runtime_settings", "selector_space",
+           "build_space", "to_train_config", "from_train_config", "to_runtime_settings", "non_default", "selector_space",
            "to_selector_params"]
 
 RANDOM_WEIGHTS = "random"
@@ -169,6 +169,13 @@ def to_runtime_settings(values: dict[str, Any] | CS.Configuration, base: Runtime
                 raise ValueError(f"unknown run-time knob {name!r}; registered: {', '.join(sorted(RUNTIME_KNOBS))}")
             fields.update(RUNTIME_KNOBS[name].to_settings(str(value)))
     return replace(base or RuntimeSettings(), **fields)
+
+
+def non_default(settings: RuntimeSettings) -> dict[str, Any]:
+    """The fields of `settings` that differ from the defaults (what a settings file needs to hold)."""
+    from dataclasses import fields
+
+    return {f.name: getattr(settings, f.name) for f in fields(settings) if getattr(settings, f.name) != f.default}
 
 
 def from_train_config(config: TrainConfig) -> dict[str, Any]:

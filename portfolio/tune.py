@@ -20,7 +20,6 @@ configuration record `<dataset>.json`.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import logging
 import os
@@ -34,9 +33,9 @@ from pathlib import Path
 from typing import Any
 
 import portfolio._pyro  # noqa: F401  (Pyro4 settings before hpbandster)
-from portfolio.objective import load_objective, parse_probe
-from portfolio.space import (RUNTIME_PREFIX, available_models, build_space, selector_space, to_runtime_settings,
-                             to_selector_params, to_train_config)
+from portfolio.objective import load_objective, run_context
+from portfolio.space import (RUNTIME_PREFIX, available_models, build_space, non_default, selector_space,
+                             to_runtime_settings, to_selector_params, to_train_config)
 
 __all__ = ["TuneResult", "run_master", "run_worker", "main"]
 
@@ -177,13 +176,11 @@ def run_master(args: argparse.Namespace) -> TuneResult:
         space = build_space(models, resolutions=resolutions, video=args.video, pipeline=args.pipeline, seed=args.seed)
         context = {"dataset": os.path.abspath(args.dataset),
                    "weights_dir": args.weights_dir and os.path.abspath(args.weights_dir), "seed": args.seed,
-                   "objective": args.objective or "portfolio.objective:alc_objective", "max_samples": args.max_samples}
-        if args.probe:
-            context["probe"] = parse_probe(args.probe, args.weights_dir)
-        if args.horizon:
-            if args.horizon < args.max_budget:
-                raise ValueError(f"--horizon {args.horizon:g} is below --max-budget {args.max_budget:g}")
-            context["horizon"] = args.horizon
+                   "objective": args.objective or "portfolio.objective:alc_objective"}
+        if args.horizon and args.horizon < args.max_budget:
+            raise ValueError(f"--horizon {args.horizon:g} is below --max-budget {args.max_budget:g}")
+        context.update(run_context(max_samples=args.max_samples, probe=args.probe, weights_dir=args.weights_dir,
+                                   horizon=args.horizon))
     space.to_json(out / "configspace.json")
     (shared / CONTEXT).write_text(json.dumps(context, indent=2))
     run_id = args.run_id or f"{dataset_name}-{os.getpid()}"
@@ -233,9 +230,7 @@ def run_master(args: argparse.Namespace) -> TuneResult:
             to_train_config(incumbent, name=dataset_name).save(incumbent_path)
             knobs = {k: v for k, v in incumbent.items() if k.startswith(RUNTIME_PREFIX)}
             if knobs:  # a pipeline space: the incumbent's run-time settings beside its configuration
-                settings = to_runtime_settings(knobs)
-                changed = {f.name: getattr(settings, f.name) for f in dataclasses.fields(settings)
-                           if getattr(settings, f.name) != f.default}
+                changed = non_default(to_runtime_settings(knobs))
                 Path(out / f"{dataset_name}.settings.json").write_text(json.dumps(
                     {k: list(v) if isinstance(v, tuple) else v for k, v in changed.items()}, indent=2) + "\n")
     return TuneResult(incumbent_path, incumbent, len(runs), crashes, picks)
