@@ -78,6 +78,8 @@ for _knob in (
     RuntimeKnob("cv_folds", ("0", "3", "5"), "5", lambda c: {"cv_folds": int(c)}),
     RuntimeKnob("pixel_first", ("on", "off"), "on", _flag("pixel_first")),
     RuntimeKnob("linear_tol", ("0.0001", "0.001", "0.01"), "0.01", lambda c: {"linear_tol": float(c)}),
+    RuntimeKnob("probe_C", ("0.003", "0.01", "0.03", "0.5"), "0.01", lambda c: {"probe_C": float(c)}),
+    RuntimeKnob("pixel_C", ("0.01", "0.03", "0.1", "1"), "0.01", lambda c: {"pixel_C": float(c)}),
     RuntimeKnob("switch_confidence", ("0", "0.7", "0.8", "0.9"), "0.8", lambda c: {"switch_confidence": float(c)}),
     RuntimeKnob("blend", ("on", "off"), "on", _flag("blend")),
     RuntimeKnob("patience", ("2", "4", "6"), "4", lambda c: {"patience": int(c)}),

@@ -386,7 +386,7 @@ class AnytimeEngine:
             self.probe_rates[rung] = len(features) / max(time.time() - tick, 1e-3)
             extracted = time.time() - tick
             tick = time.time()
-            self.probe = self._linear(C=0.5).fit(features[self.fit_idx], self.sample_y[self.fit_idx])
+            self.probe = self._linear(C=self.settings.probe_C).fit(features[self.fit_idx], self.sample_y[self.fit_idx])
             self.probe_fit_rate = len(self.fit_idx) / max(time.time() - tick, 1e-3)
             name = "probe" if self.rung is None else f"probe@{side}" + ("+flip" if flip else "")
             self.rung = rung
@@ -399,7 +399,7 @@ class AnytimeEngine:
                     [features[self.val_idx], self.probe_extractor.extract(grown, resolution=side, flip=flip)])
             # the decoded training set starts with the sample's training part, in order: the refit reuses these
             self.sample_features = features[np.sort(self.train_idx)]
-            oof = self._out_of_fold(features, self.sample_y, C=0.5) if self.cv_folds else None
+            oof = self._out_of_fold(features, self.sample_y, C=self.settings.probe_C) if self.cv_folds else None
             self._add_probe_predictor(name, oof)
             self._consider([name], prefer_new=not self.late_rung)  # a late rung must beat the network's answers
             logger.info("[train] %s (%d px%s) on %d samples in %.1f s (features %.1f s; estimated %.1f s with the "
@@ -531,7 +531,7 @@ class AnytimeEngine:
         known = idx[idx < len(self.sample_features)]
         features = np.concatenate([self.sample_features[known],
                                    self.probe_extractor.extract(x[idx[len(known):]], resolution=side, flip=flip)])
-        self.probe = self._linear(C=0.5).fit(features, y[idx])
+        self.probe = self._linear(C=self.settings.probe_C).fit(features, y[idx])
         name = next(n for n, (_, r) in reversed(self.probes.items()) if r == self.rung) + "-refit"
         self.probes[name] = (self.probe, self.rung)
         self._add_probe_predictor(name)
@@ -670,7 +670,7 @@ class AnytimeEngine:
         """Fit on (x, y). On a cross-validated sample the first answer cannot wait for the folds: the
         predictor's out-of-fold validation comes with the next call (`_score_pixels_out_of_fold`)."""
         features = pixel_features(x, self.settings.pixel_size)
-        self.pixel_model = self._linear(C=0.1).fit(features, y)
+        self.pixel_model = self._linear(C=self.settings.pixel_C).fit(features, y)
         if self.cv_folds:
             self._pixels_due = (features, y)
             self._add_pixel_predictor(name, self.pixel_model.predict(features))  # in-sample: provisional
@@ -683,7 +683,7 @@ class AnytimeEngine:
         features, y = self._pixels_due
         self._pixels_due = None
         predictor = self.predictors["pixels"]
-        predictor.val = self._out_of_fold(features, y, C=0.1)
+        predictor.val = self._out_of_fold(features, y, C=self.settings.pixel_C)
         predictor.val_score = self._val_score(predictor.val)
         for answer in (self.answer, self.pending):
             if answer is not None:

@@ -230,10 +230,22 @@ def test_settings_file_with_a_bad_value_names_the_file(tmp_path: Path, monkeypat
 
 
 @pytest.mark.parametrize("field, value", [("probe_resolutions", (128, 64)), ("probe_resolutions", (8,)),
-                                          ("cv_folds", 1), ("probe_share", 1.0), ("probe_first_seconds", -1)])
+                                          ("cv_folds", 1), ("probe_share", 1.0), ("probe_first_seconds", -1),
+                                          ("probe_C", 0), ("pixel_C", -1.0), ("probe_C", True),
+                                          ("pixel_C", float("inf"))])
 def test_bad_probe_and_cv_settings_name_the_setting(field: str, value: object) -> None:
     with pytest.raises(ValueError, match=f"The '{field}' setting must be"):
         RuntimeSettings(**{field: value})
+
+
+def test_the_linear_models_are_regularised_as_the_settings_say(data: tuple[AutoDLDataset, AutoDLDataset]) -> None:
+    train, test = data
+    engine = _engine(60, [CONFIG], probe_C=0.003, pixel_C=2.0, cv_folds=0)
+    engine.train(train.get_dataset(), remaining_time_budget=60)
+    engine.test(test.get_dataset(), remaining_time_budget=59)
+    engine.train(train.get_dataset(), remaining_time_budget=59)
+    assert (engine.pixel_model.C, engine.probe.C) == (2.0, 0.003)
+    assert engine.probe.model_.C == 0.003  # what the solver was given
 
 
 def test_small_data_is_cross_validated(data: tuple[AutoDLDataset, AutoDLDataset]) -> None:
@@ -250,12 +262,14 @@ def test_small_data_is_cross_validated(data: tuple[AutoDLDataset, AutoDLDataset]
     engine.train(train.get_dataset(), remaining_time_budget=59)
     pixels = engine.predictors["pixels"]
     features = pixel_features(engine.sample_x, engine.settings.pixel_size)
-    assert np.allclose(pixels.val, engine._out_of_fold(features, engine.sample_y, C=0.1))  # out of fold now
+    oof = engine._out_of_fold(features, engine.sample_y, C=engine.settings.pixel_C)
+    assert np.allclose(pixels.val, oof)  # out of fold now
     assert not np.allclose(pixels.val, engine.pixel_model.predict(features))  # not the model fitted on all
     assert pixels.rows is None and np.array_equal(engine.answer.val, pixels.val)  # the first answer rescored
     probe, rung = engine.probes["probe"]
     assert np.allclose(engine.predictors["probe"].val,
-                       engine._out_of_fold(engine.val_features[rung], engine.sample_y, C=0.5), atol=1e-6)
+                       engine._out_of_fold(engine.val_features[rung], engine.sample_y, C=engine.settings.probe_C),
+                       atol=1e-6)
     engine.test(test.get_dataset(), remaining_time_budget=58)
     engine.train(train.get_dataset(), remaining_time_budget=58)
     assert engine.phase is Phase.FINE_TUNE and len(engine.train_data.x) == 60 - len(engine.val_idx)
