@@ -365,11 +365,16 @@ class AnytimeEngine:
 
     def _better_rung(self) -> Rung | None:
         """The best rung better than the current one that costs at most `probe_share` of the time left
-        (`probe_late_share` once fine-tuning has stalled)."""
+        (`probe_late_share` once fine-tuning has stalled); with `probe_climb` "step", before fine-tuning, the
+        next larger side instead (plain), and at the largest side its flipped rung."""
         options = self._rung_options()
         share = self.settings.probe_late_share if self.late_rung else self.settings.probe_share
         budget = share * (self.clock.left() - self._reserve())
         better = options[:options.index(self.rung)] if self.rung in options else []
+        larger = [rung for rung in better if rung[0] > self.rung[0]]
+        if self.settings.probe_climb == "step" and not self.late_rung and larger:
+            side = min(rung[0] for rung in larger)
+            better = [(side, False)] if (side, False) in better else [(side, True)]
         return self._best_within(better, budget)
 
     def _probe(self) -> None:

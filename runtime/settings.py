@@ -40,6 +40,9 @@ class RuntimeSettings:
             it costs at most `probe_share` of the time left. Frozen ImageNet features gain with the side
             even on small images (upsampled), so the rungs trade time for accuracy.
         probe_flip: also consider features averaged over the input and its horizontal flip (twice the cost).
+        probe_climb: "best": each later rung is the best one affordable (from 64 px straight to 224 px when that
+            fits); "step": the next larger side (then, at the largest, its flipped rung), so that a cheaper
+            better answer comes sooner on the log time axis, at the price of reaching the top later.
         probe_first_seconds, probe_share: the cost caps of the first and of a later probe (see above).
         probe_late_share: when fine-tuning stalls, a better probe rung is fitted first if it costs at most
             this share of the time left (0: never); it must then beat the answer like the network does.
@@ -90,6 +93,7 @@ class RuntimeSettings:
     probe_inline: float = 0.0
     probe_resolutions: tuple[int, ...] = (64, 128, 224)
     probe_flip: bool = True
+    probe_climb: str = "best"
     probe_first_seconds: float = 1.0
     probe_share: float = 0.04
     probe_late_share: float = 0.25
@@ -139,6 +143,8 @@ class RuntimeSettings:
             value = getattr(self, name)
             if not isinstance(value, (int, float)) or not 0 <= value < 1:
                 raise ValueError(f"The {name!r} setting must be in [0, 1). Got {value!r} instead.")
+        if self.probe_climb not in ("best", "step"):
+            raise ValueError(f"The 'probe_climb' setting must be 'best' or 'step'. Got {self.probe_climb!r} instead.")
         if not isinstance(self.linear_tol, (int, float)) or not 0 < self.linear_tol < 1:
             raise ValueError(f"The 'linear_tol' setting must be in (0, 1). Got {self.linear_tol!r} instead.")
         for name in ("probe_C", "pixel_C"):

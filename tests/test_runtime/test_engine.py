@@ -327,6 +327,21 @@ def test_the_probe_climbs_rungs_while_time_allows(data: tuple[AutoDLDataset, Aut
     assert set(engine._features_cache) == {(32, False), (48, True)}  # each rung's test features, computed once
 
 
+def test_the_probe_can_climb_one_side_at_a_time(data: tuple[AutoDLDataset, AutoDLDataset]) -> None:
+    train, test = data
+    engine = _engine(60, [CONFIG], probe_resolutions=(32, 40, 48), probe_first_seconds=0.0, probe_share=0.9,
+                     probe_climb="step")
+    climbed = []
+    for _ in range(5):
+        engine.train(train.get_dataset(), remaining_time_budget=600)
+        engine.test(test.get_dataset(), remaining_time_budget=600)
+        if engine.rung is not None and engine.rung not in climbed:
+            climbed.append(engine.rung)
+    assert climbed == [(32, False), (40, False), (48, False), (48, True)] and engine.phase is Phase.PREPARE
+    with pytest.raises(ValueError, match="The 'probe_climb' setting must be 'best' or 'step'"):
+        RuntimeSettings(probe_climb="up")
+
+
 def test_no_time_for_a_better_rung_goes_on(data: tuple[AutoDLDataset, AutoDLDataset]) -> None:
     train, test = data
     engine = _engine(60, [CONFIG], probe_resolutions=(32, 48), probe_first_seconds=0.0, probe_share=0.0)
