@@ -2,12 +2,15 @@
 
     python benchmarks/alc.py --datasets D [D ...] [--time-budget 300 --t0 15] [--repeats 3] [--bundle bundle]
                              [--methods meta-learned,forced default,linear baseline] [--out runs/alc]
+                             [--settings FILE]
 
 For each dataset, through the local runner: (a) the meta-learned Model, (b) the same Model forced
 to the bundle's default configuration (AUTODL_CONFIG=default: no selection), (c) the linear
-baseline of `benchmarks/baselines/linear`. Prints a markdown table (ALC, time to first prediction,
-final NAUC, per dataset and mean; with --repeats, the mean ± standard deviation over repeats), also
-written to OUT/table.md, and one learning-curve figure per dataset (first repeat). The CPU default
+baseline of `benchmarks/baselines/linear`. `--settings` runs our Model with a settings file
+(AUTODL_SETTINGS: e.g. one knob changed, to compare with a run without it). Prints a markdown
+table (ALC, time to first prediction, final NAUC, per dataset and mean; with --repeats, the mean ±
+standard deviation over repeats), also written to OUT/table.md, and one learning-curve figure per
+dataset (first repeat). The CPU default
 T = 300 s, t0 = 15 s keeps the platform's curve shape (T/t0 = 20);
 `--time-budget 1200 --t0 60` reproduces the platform.
 """
@@ -42,8 +45,14 @@ def main() -> None:
     p.add_argument("--out", default=str(REPO / "runs" / "alc"))
     p.add_argument("--methods", default=",".join(METHODS))
     p.add_argument("--repeats", type=int, default=1)
+    p.add_argument("--settings", help="a RuntimeSettings JSON file for our Model (AUTODL_SETTINGS)")
     args = p.parse_args()
     os.environ["AUTODL_BUNDLE"] = os.path.abspath(args.bundle)
+    if args.settings:
+        from runtime.settings import load_settings
+
+        os.environ["AUTODL_SETTINGS"] = os.path.abspath(args.settings)
+        load_settings(args.bundle)  # a bad file fails here, naming it, not in every run
     methods = args.methods.split(",")
     rows: dict[tuple[str, str], list[tuple[float, float | None, float, int]]] = {}
     for dataset in args.datasets:
@@ -69,7 +78,9 @@ def main() -> None:
                 print(f"[alc] {name} / {method} / repeat {repeat}: ALC {o.alc:.4f}", flush=True)
         compare(runs, str(Path(args.out) / f"curves-{name}.png"), t0=args.t0)
     repeats = f", mean ± sd of {args.repeats} repeats" if args.repeats > 1 else ""
-    lines = [f"ALC benchmark: T = {args.time_budget:g} s, t0 = {args.t0:g} s, bundle {args.bundle}{repeats}", "",
+    settings = f", settings {args.settings}" if args.settings else ""
+    lines = [f"ALC benchmark: T = {args.time_budget:g} s, t0 = {args.t0:g} s, bundle {args.bundle}{settings}"
+             f"{repeats}", "",
              "| dataset | " + " | ".join(f"{m}: ALC / first (s) / final NAUC" for m in methods) + " |",
              "|---|" + "---|" * len(methods)]
     names = [Path(d).name for d in args.datasets]
