@@ -2,7 +2,7 @@
 
     python benchmarks/probe_regularisation.py --datasets D [D ...] [--samples 100 450] [--sides 64 128]
                                               [--grid 0.01 0.03 0.1 0.3 0.5 1] [--weights W] [--test 600]
-                                              [--features probe|pixels] [--reference 0.5]
+                                              [--features probe|pixels] [--reference 0.5] [--storage 0 64 96]
 
 For each dataset (AutoDL format), training-sample size and probe side: the probe's features
 (`efficientnet_lite0`, the bundle's probe network; or with `--features pixels` the pixel model's
@@ -11,7 +11,8 @@ downsampled pixels, `--sides` then being the pixel side) of the first N training
 for every C of the grid. Prints the test NAUC per C, and of the C chosen per dataset by 5-fold
 out-of-fold NAUC on the training sample (what the engine could do at run time, at five times the
 cost), against `--reference` (C = 0.5: the probe's value before the `probe_C` setting; 0.1 for pixels).
-Use datasets the choice will not be judged on.
+`--storage` decodes the images at each given side first (0: their own size, when all share it), as the engine
+stores them, to see what resizing twice costs. Use datasets the choice will not be judged on.
 """
 
 from __future__ import annotations
@@ -47,6 +48,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--tol", type=float, default=1e-2)
     p.add_argument("--features", choices=("probe", "pixels"), default="probe")
     p.add_argument("--reference", type=float, default=0.5)
+    p.add_argument("--storage", nargs="+", type=int, help="decode sides (0: native); default: the largest side")
     args = p.parse_args(argv)
 
     from fingerprint.extractor import FeatureExtractor
@@ -58,48 +60,50 @@ def main(argv: list[str] | None = None) -> int:
 
     extractor = FeatureExtractor("efficientnet_lite0", args.weights, resolution=64)
     rows: list[tuple[str, int, int, list[float], float, float]] = []
-    print("| dataset | N | side | " + " | ".join(f"C={c:g}" for c in args.grid) + " | CV-chosen C | test NAUC "
-          f"(CV) | C={args.reference:g} |")
-    print("|---|---|---|" + "---|" * (len(args.grid) + 3))
+    print("| dataset | storage | N | side | " + " | ".join(f"C={c:g}" for c in args.grid)
+          + f" | CV-chosen C | test NAUC (CV) | C={args.reference:g} |")
+    print("|---|---|---|---|" + "---|" * (len(args.grid) + 3))
     for root in args.datasets:
         name = Path(root).name
         data = glob.glob(os.path.join(root, "*.data"))
         if not data:
             raise SystemExit(f"{root}: no <name>.data folder")
         solution = read_prediction(glob.glob(os.path.join(root, "*.solution"))[0])
-        test = to_arrays(AutoDLDataset(os.path.join(data[0], "test")).get_dataset().take(args.test),
-                         size=(max(args.sides),) * 2)
-        y_test = solution[:len(test.x)]
-        train = to_arrays(AutoDLDataset(os.path.join(data[0], "train")).get_dataset().take(max(args.samples)),
-                          size=(max(args.sides),) * 2)
-        multilabel = bool((train.y.sum(1) != 1).any())
-        for n in args.samples:
-            x, y = train.x[:n], train.y[:n]
-            for side in args.sides:
-                if args.features == "pixels":
-                    f_train, f_test = pixel_features(x, side), pixel_features(test.x, side)
-                else:
-                    f_train = extractor.extract(x, resolution=side)
-                    f_test = extractor.extract(test.x, resolution=side)
-                folds = _folds(y, 5, 0, multilabel)
-                scores, cv = [], []
-                for c in args.grid:
-                    def probe() -> LinearProbe:
-                        return LinearProbe(multilabel, y.shape[1], 0, C=c, tol=args.tol)
-                    scores.append(_nauc(y_test, probe().fit(f_train, y).predict(f_test)))
-                    oof = np.zeros(y.shape, np.float32)
-                    for fit, held in folds:
-                        oof[held] = probe().fit(f_train[fit], y[fit]).predict(f_train[held])
-                    cv.append(_nauc(y, oof))
-                best = int(np.argmax(cv))
-                fixed = (scores[args.grid.index(args.reference)] if args.reference in args.grid
-                         else _nauc(y_test, LinearProbe(multilabel, y.shape[1], 0, C=args.reference, tol=args.tol)
-                                    .fit(f_train, y).predict(f_test)))
-                rows.append((name, n, side, scores, scores[best], fixed))
-                print(f"| {name} | {len(x)} | {side} | " + " | ".join(f"{s:.3f}" for s in scores)
-                      + f" | {args.grid[best]:g} | {scores[best]:.3f} | {fixed:.3f} |", flush=True)
+        for storage in args.storage or [max(args.sides)]:
+            size = (storage, storage) if storage else None
+            test = to_arrays(AutoDLDataset(os.path.join(data[0], "test")).get_dataset().take(args.test), size=size)
+            y_test = solution[:len(test.x)]
+            train = to_arrays(AutoDLDataset(os.path.join(data[0], "train")).get_dataset().take(max(args.samples)),
+                              size=size)
+            label = storage or f"native {train.x.shape[2]}"
+            multilabel = bool((train.y.sum(1) != 1).any())
+            for n in args.samples:
+                x, y = train.x[:n], train.y[:n]
+                for side in args.sides:
+                    if args.features == "pixels":
+                        f_train, f_test = pixel_features(x, side), pixel_features(test.x, side)
+                    else:
+                        f_train = extractor.extract(x, resolution=side)
+                        f_test = extractor.extract(test.x, resolution=side)
+                    folds = _folds(y, 5, 0, multilabel)
+                    scores, cv = [], []
+                    for c in args.grid:
+                        def probe() -> LinearProbe:
+                            return LinearProbe(multilabel, y.shape[1], 0, C=c, tol=args.tol)
+                        scores.append(_nauc(y_test, probe().fit(f_train, y).predict(f_test)))
+                        oof = np.zeros(y.shape, np.float32)
+                        for fit, held in folds:
+                            oof[held] = probe().fit(f_train[fit], y[fit]).predict(f_train[held])
+                        cv.append(_nauc(y, oof))
+                    best = int(np.argmax(cv))
+                    fixed = (scores[args.grid.index(args.reference)] if args.reference in args.grid
+                             else _nauc(y_test, LinearProbe(multilabel, y.shape[1], 0, C=args.reference,
+                                                            tol=args.tol).fit(f_train, y).predict(f_test)))
+                    rows.append((name, n, side, scores, scores[best], fixed))
+                    print(f"| {name} | {label} | {len(x)} | {side} | " + " | ".join(f"{v:.3f}" for v in scores)
+                          + f" | {args.grid[best]:g} | {scores[best]:.3f} | {fixed:.3f} |", flush=True)
     means = [statistics.fmean(r[3][i] for r in rows) for i in range(len(args.grid))]
-    print(f"| **mean** | | | " + " | ".join(f"{m:.3f}" for m in means)
+    print(f"| **mean** | | | | " + " | ".join(f"{m:.3f}" for m in means)
           + f" | | {statistics.fmean(r[4] for r in rows):.3f} | {statistics.fmean(r[5] for r in rows):.3f} |")
     return 0
 
