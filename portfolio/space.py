@@ -74,7 +74,7 @@ for _knob in (
     RuntimeKnob("probe_top", tuple(str(r) for r in _RUNGS), "224",
                 lambda c: {"probe_resolutions": tuple(r for r in _RUNGS if r <= int(c))}),
     RuntimeKnob("probe_flip", ("on", "off"), "on", _flag("probe_flip")),
-    RuntimeKnob("probe_climb", ("best", "step"), "best", lambda c: {"probe_climb": c}),
+    RuntimeKnob("probe_climb", ("best", "step"), "step", lambda c: {"probe_climb": c}),
     RuntimeKnob("probe_late_share", ("0", "0.1", "0.25"), "0.25", lambda c: {"probe_late_share": float(c)}),
     RuntimeKnob("cv_folds", ("0", "3", "5"), "5", lambda c: {"cv_folds": int(c)}),
     RuntimeKnob("pixel_first", ("on", "off"), "on", _flag("pixel_first")),

@@ -40,9 +40,11 @@ class RuntimeSettings:
             it costs at most `probe_share` of the time left. Frozen ImageNet features gain with the side
             even on small images (upsampled), so the rungs trade time for accuracy.
         probe_flip: also consider features averaged over the input and its horizontal flip (twice the cost).
-        probe_climb: "best": each later rung is the best one affordable (from 64 px straight to 224 px when that
-            fits); "step": the next larger side (then, at the largest, its flipped rung), so that a cheaper
-            better answer comes sooner on the log time axis, at the price of reaching the top later.
+        probe_climb: "step" (default): each later rung before fine-tuning is the next larger side (then, at the
+            largest, its flipped rung), so that a cheaper better answer comes sooner on the log time axis, at the
+            price of reaching the top later; "best": the best rung affordable (from 64 px straight to 224 px when
+            that fits; the behaviour before). Held-out, T = 300 s, one run each: antsbees 0.8803 -> 0.9054 (the
+            128 px answer at 4.3 s), bloodcells 0.7150 -> 0.7388 (at 8.9 s); the 224 px answer 1-2 s later.
         probe_first_seconds, probe_share: the cost caps of the first and of a later probe (see above).
         probe_late_share: when fine-tuning stalls, a better probe rung is fitted first if it costs at most
             this share of the time left (0: never); it must then beat the answer like the network does.
@@ -93,7 +95,7 @@ class RuntimeSettings:
     probe_inline: float = 0.0
     probe_resolutions: tuple[int, ...] = (64, 128, 224)
     probe_flip: bool = True
-    probe_climb: str = "best"
+    probe_climb: str = "step"
     probe_first_seconds: float = 1.0
     probe_share: float = 0.04
     probe_late_share: float = 0.25
