@@ -31,12 +31,6 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 
-def _nauc(y: np.ndarray, p: np.ndarray) -> float:
-    from scoring.metrics import nauc
-
-    return nauc(y, p)
-
-
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--datasets", nargs="+", required=True)
@@ -57,6 +51,7 @@ def main(argv: list[str] | None = None) -> int:
     from runtime.engine import _folds, pixel_features
     from runtime.probe import LinearProbe
     from scoring.files import read_prediction
+    from scoring.metrics import nauc
 
     extractor = FeatureExtractor("efficientnet_lite0", args.weights, resolution=64)
     rows: list[tuple[str, int, int, list[float], float, float]] = []
@@ -90,14 +85,14 @@ def main(argv: list[str] | None = None) -> int:
                     for c in args.grid:
                         def probe() -> LinearProbe:
                             return LinearProbe(multilabel, y.shape[1], 0, C=c, tol=args.tol)
-                        scores.append(_nauc(y_test, probe().fit(f_train, y).predict(f_test)))
+                        scores.append(nauc(y_test, probe().fit(f_train, y).predict(f_test)))
                         oof = np.zeros(y.shape, np.float32)
                         for fit, held in folds:
                             oof[held] = probe().fit(f_train[fit], y[fit]).predict(f_train[held])
-                        cv.append(_nauc(y, oof))
+                        cv.append(nauc(y, oof))
                     best = int(np.argmax(cv))
                     fixed = (scores[args.grid.index(args.reference)] if args.reference in args.grid
-                             else _nauc(y_test, LinearProbe(multilabel, y.shape[1], 0, C=args.reference,
+                             else nauc(y_test, LinearProbe(multilabel, y.shape[1], 0, C=args.reference,
                                                             tol=args.tol).fit(f_train, y).predict(f_test)))
                     rows.append((name, n, side, scores, scores[best], fixed))
                     print(f"| {name} | {label} | {len(x)} | {side} | " + " | ".join(f"{v:.3f}" for v in scores)

@@ -115,10 +115,10 @@ class RuntimeSettings:
 
     def __post_init__(self) -> None:
         positive = ("fingerprint_batch", "probe_samples", "first_slice", "growth", "cache_bytes", "refit_samples",
-                    "max_divergences", "patience", "pixel_size", "bootstrap")
+                    "max_divergences", "patience", "pixel_size", "bootstrap", "probe_C", "pixel_C")
         for name in positive:
             value = getattr(self, name)
-            if not isinstance(value, (int, float)) or value <= 0:
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < float("inf"):
                 raise ValueError(f"The {name!r} setting must be a positive number. Got {value!r} instead.")
         for name in ("val_fraction", "decode_share", "refit_share", "val_share"):
             value = getattr(self, name)
@@ -149,10 +149,6 @@ class RuntimeSettings:
             raise ValueError(f"The 'probe_climb' setting must be 'best' or 'step'. Got {self.probe_climb!r} instead.")
         if not isinstance(self.linear_tol, (int, float)) or not 0 < self.linear_tol < 1:
             raise ValueError(f"The 'linear_tol' setting must be in (0, 1). Got {self.linear_tol!r} instead.")
-        for name in ("probe_C", "pixel_C"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < float("inf"):
-                raise ValueError(f"The {name!r} setting must be a positive number. Got {value!r} instead.")
         if not isinstance(self.cv_folds, int) or self.cv_folds < 0 or self.cv_folds == 1:
             raise ValueError(f"The 'cv_folds' setting must be 0 or an int >= 2. Got {self.cv_folds!r} instead.")
         for name in ("pixel_first", "select_late", "blend", "next_config_on_stall", "probe_flip"):
