@@ -72,12 +72,17 @@ class FeatureExtractor:
                                   feature_dim=self.model.spec.feature_dim)
 
     @torch.inference_mode()
-    def extract(self, x: np.ndarray, *, resolution: int | None = None, flip: bool = False) -> np.ndarray:
+    def extract(self, x: np.ndarray, *, resolution: int | None = None, flip: bool = False,
+                mirrored: bool = False) -> np.ndarray:
         """float32 `[N, feature_dim]` for uint8 `[N, T, H, W, C]`.
 
         `resolution` overrides the extractor's input side for this call; `flip` averages the features
-        with those of the horizontally flipped input (test-time augmentation, twice the cost).
+        with those of the horizontally flipped input (test-time augmentation, twice the cost); `mirrored`
+        gives the flipped input's features alone, so that a caller holding the plain features gets the
+        flipped ones as `0.5 * (plain + mirrored)` at half the cost.
         """
+        if flip and mirrored:
+            raise ValueError("extract: 'flip' and 'mirrored' exclude each other")
         side = resolution or self.resolution
         out = []
         for i in range(0, len(x), self.batch_size):
@@ -88,7 +93,7 @@ class FeatureExtractor:
                 m = chunk.shape[1]
             frames = chunk.reshape(-1, *chunk.shape[2:])
             batch = to_float_batch(frames, self.device, side)
-            feats = self.model.features(batch).float()
+            feats = self.model.features(batch.flip(-1) if mirrored else batch).float()
             if flip:
                 feats = 0.5 * (feats + self.model.features(batch.flip(-1)).float())
             out.append(feats.view(-1, m, feats.shape[-1]).mean(1))

@@ -216,6 +216,7 @@ class AnytimeEngine:
         self.probes: dict[str, tuple[LinearProbe, Rung]] = {}  # every probe fitted, by predictor name
         self.probe_rates: dict[Rung, float] = {}  # probe features per second, measured
         self.val_features: dict[Rung, np.ndarray] = {}  # probe features of the validation set, per rung
+        self.sample_plain: dict[int, np.ndarray] = {}  # the first sample's unflipped probe features, per side
         self.cv_folds: list[tuple[np.ndarray, np.ndarray]] = []  # set when the sample is cross-validated
         self.net_rows: np.ndarray | None = None  # validation rows held out from the network (None: all)
         self._pixels_due: tuple[np.ndarray, np.ndarray] | None = None  # out-of-fold pixel scores still owed
@@ -332,19 +333,31 @@ class AnytimeEngine:
 
     def _rung_cost(self, rung: Rung) -> float:
         """Estimated seconds of a rung's features of the first sample, the test set and the validation samples
-        beyond the first sample's (the rate timed on a few samples of the first sample, once per side)."""
+        beyond the first sample's (the rate timed on a few samples of the first sample, once per side). A
+        flipped rung costs one pass less on the parts whose plain features at its side exist already."""
         side, flip = rung
-        if (side, False) not in self.probe_rates:
+        plain = (side, False)
+        if plain not in self.probe_rates:
             few = self.sample_x[:8]
             self.probe_extractor.extract(few[:2], resolution=side)  # warm-up: the first call of a shape is slow
             tick = time.time()
             self.probe_extractor.extract(few, resolution=side)
-            self.probe_rates[(side, False)] = len(few) / max(time.time() - tick, 1e-4)
-        rate = self.probe_rates.get(rung) or self.probe_rates[(side, False)] / (2 if flip else 1)
-        count = len(self.sample_x) + (len(self.test_x) if self.test_x is not None else len(self.sample_x))
+            self.probe_rates[plain] = len(few) / max(time.time() - tick, 1e-4)
+        one_pass = 1.0 / self.probe_rates[plain]
+        per_sample = 1.0 / (self.probe_rates.get(rung) or self.probe_rates[plain] / (2 if flip else 1))
+        parts = [(len(self.sample_x), side in self.sample_plain),
+                 (len(self.test_x) if self.test_x is not None else len(self.sample_x), plain in self._features_cache)]
         if not self.cv_folds:  # validation samples beyond the probe sample's
-            count += len(self.val_x) - len(self.val_idx)
-        return count / rate
+            parts.append((len(self.val_x) - len(self.val_idx), plain in self.val_features))
+        return sum(n * (one_pass if flip and reused else per_sample) for n, reused in parts)
+
+    def _extract(self, x: np.ndarray, rung: Rung, plain: np.ndarray | None = None) -> np.ndarray:
+        """A rung's probe features of `x`; for a flipped rung given the plain features of `x` at its side,
+        only the flipped pass runs (the same average at half the cost)."""
+        side, flip = rung
+        if flip and plain is not None:
+            return 0.5 * (plain + self.probe_extractor.extract(x, resolution=side, mirrored=True))
+        return self.probe_extractor.extract(x, resolution=side, flip=flip)
 
     def _best_within(self, options: list[Rung], budget: float) -> Rung | None:
         """The best of `options` (best first) whose cost fits `budget`. Costs grow with the side, so sides are
@@ -387,9 +400,13 @@ class AnytimeEngine:
         if rung is not None:
             side, flip = rung
             start = tick = time.time()
-            features = self.probe_extractor.extract(self.sample_x, resolution=side, flip=flip)
-            self.probe_rates[rung] = len(features) / max(time.time() - tick, 1e-3)
+            plain = self.sample_plain.get(side) if flip else None
+            features = self._extract(self.sample_x, rung, plain)
+            # the rung's own rate counts both passes, whichever ran here (growing validation and the refit run both)
+            self.probe_rates[rung] = len(features) / max(time.time() - tick, 1e-3) / (2 if plain is not None else 1)
             extracted = time.time() - tick
+            if not flip:
+                self.sample_plain[side] = features
             tick = time.time()
             self.probe = self._linear(C=self.settings.probe_C).fit(features[self.fit_idx], self.sample_y[self.fit_idx])
             self.probe_fit_rate = len(self.fit_idx) / max(time.time() - tick, 1e-3)
@@ -400,8 +417,10 @@ class AnytimeEngine:
                 self.val_features[rung] = features
             else:  # the probe sample's validation part, then the samples it has grown by (in order)
                 grown = self.val_x[len(self.val_idx):]
+                known = self.val_features.get((side, False)) if flip else None
                 self.val_features[rung] = np.concatenate(
-                    [features[self.val_idx], self.probe_extractor.extract(grown, resolution=side, flip=flip)])
+                    [features[self.val_idx],
+                     self._extract(grown, rung, None if known is None else known[len(self.val_idx):])])
             # the decoded training set starts with the sample's training part, in order: the refit reuses these
             self.sample_features = features[np.sort(self.train_idx)]
             oof = self._out_of_fold(features, self.sample_y, C=self.settings.probe_C) if self.cv_folds else None
@@ -496,9 +515,12 @@ class AnytimeEngine:
         move = beyond[chosen]
         self.val_x = np.concatenate([self.val_x, x[move]])
         self.val_y = np.concatenate([self.val_y, y[move]])
-        for (side, flip), known in self.val_features.items():
-            self.val_features[(side, flip)] = np.concatenate(
-                [known, self.probe_extractor.extract(x[move], resolution=side, flip=flip)])
+        plain: dict[int, np.ndarray] = {}
+        for rung in sorted(self.val_features, key=lambda r: r[1]):  # plain rungs first: flipped ones reuse them
+            added = self._extract(x[move], rung, plain.get(rung[0]))
+            if not rung[1]:
+                plain[rung[0]] = added
+            self.val_features[rung] = np.concatenate([self.val_features[rung], added])
         if self.pixel_model is not None:
             self._add_pixel_predictor("pixels")
         for name in self.probes:
@@ -715,7 +737,8 @@ class AnytimeEngine:
     def _test_features(self, rung: Rung) -> np.ndarray:
         if rung not in self._features_cache:
             side, flip = rung
-            self._features_cache[rung] = self.probe_extractor.extract(self.test_x, resolution=side, flip=flip)
+            plain = self._features_cache.get((side, False)) if flip else None
+            self._features_cache[rung] = self._extract(self.test_x, rung, plain)
         return self._features_cache[rung]
 
     # -- faults and stalls ----------------------------------------------------------------------

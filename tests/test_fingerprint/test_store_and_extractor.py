@@ -76,5 +76,8 @@ def test_extract_at_another_side_and_flipped() -> None:
 
     assert not same(plain, mirrored)
     assert same(extractor.extract(x, flip=True), 0.5 * (plain + mirrored))
+    assert same(extractor.extract(x, mirrored=True), mirrored)
+    with pytest.raises(ValueError, match="'flip' and 'mirrored' exclude each other"):
+        extractor.extract(x, flip=True, mirrored=True)
     assert not same(extractor.extract(x, resolution=48), plain)
     assert same(extractor.extract(x, resolution=32), plain)

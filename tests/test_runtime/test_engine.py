@@ -343,6 +343,41 @@ def test_the_probe_can_climb_one_side_at_a_time(data: tuple[AutoDLDataset, AutoD
         RuntimeSettings(probe_climb="up")
 
 
+def test_a_flipped_rung_reuses_the_plain_features_of_its_side(data: tuple[AutoDLDataset, AutoDLDataset],
+                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    train, test = data
+    engine = _engine(60, [CONFIG], probe_resolutions=(32, 48), probe_first_seconds=0.0, probe_share=0.9,
+                     probe_climb="step", cv_folds=0)
+    extractor = engine.probe_extractor
+    calls: list[dict[str, object]] = []
+    extract = extractor.extract
+
+    def spy(x: np.ndarray, **kwargs: object) -> np.ndarray:
+        calls.append({"n": len(x), **kwargs})
+        return extract(x, **kwargs)
+
+    monkeypatch.setattr(extractor, "extract", spy)
+    for _ in range(4):
+        engine.train(train.get_dataset(), remaining_time_budget=600)
+        engine.test(test.get_dataset(), remaining_time_budget=600)
+        if engine.rung == (48, False):
+            break
+    assert engine.rung == (48, False)
+    engine._test_features((48, False))
+    # every part (sample, validation, test) has its plain features: the flipped rung costs one pass, not two
+    assert engine._rung_cost((48, True)) == pytest.approx(engine._rung_cost((48, False)))
+    calls.clear()
+    engine.train(train.get_dataset(), remaining_time_budget=600)
+    engine.test(test.get_dataset(), remaining_time_budget=600)
+    assert engine.rung == (48, True)
+    engine._test_features((48, True))
+    assert calls and all(c.get("mirrored") and not c.get("flip") for c in calls if c.get("resolution") == 48)
+    scale = np.abs(engine.val_features[(48, False)]).max()
+    for got, x in ((engine.val_features[(48, True)], engine.val_x), (engine._features_cache[(48, True)], engine.test_x)):
+        assert np.abs(got - extract(x, resolution=48, flip=True)).max() <= 1e-4 * scale  # the same average
+    assert engine.probe_rates[(48, True)] < engine.probe_rates[(48, False)]  # the rung's rate counts both passes
+
+
 def test_no_time_for_a_better_rung_goes_on(data: tuple[AutoDLDataset, AutoDLDataset]) -> None:
     train, test = data
     engine = _engine(60, [CONFIG], probe_resolutions=(32, 48), probe_first_seconds=0.0, probe_share=0.0)
