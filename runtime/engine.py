@@ -402,7 +402,7 @@ class AnytimeEngine:
             start = tick = time.time()
             plain = self.sample_plain.get(side) if flip else None
             features = self._extract(self.sample_x, rung, plain)
-            # the rung's own rate counts both passes, whichever ran here (growing validation and the refit run both)
+            # the rung's own rate counts both passes, whichever ran here: the refit extracts both for new samples
             self.probe_rates[rung] = len(features) / max(time.time() - tick, 1e-3) / (2 if plain is not None else 1)
             extracted = time.time() - tick
             if not flip:

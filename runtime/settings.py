@@ -39,7 +39,8 @@ class RuntimeSettings:
             estimated to take at most `probe_first_seconds` (else the cheapest); a better one follows when
             it costs at most `probe_share` of the time left. Frozen ImageNet features gain with the side
             even on small images (upsampled), so the rungs trade time for accuracy.
-        probe_flip: also consider features averaged over the input and its horizontal flip (twice the cost).
+        probe_flip: also consider features averaged over the input and its horizontal flip (twice the cost; one
+            pass more where the same side's plain features exist already).
         probe_climb: "step" (default): each later rung before fine-tuning is the next larger side (then, at the
             largest, its flipped rung), so that a cheaper better answer comes sooner on the log time axis, at the
             price of reaching the top later; "best": the best rung affordable (from 64 px straight to 224 px when
