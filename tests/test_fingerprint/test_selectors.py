@@ -15,7 +15,7 @@ from fingerprint.extractor import FeatureExtractor
 from fingerprint.selectors import (BatchTooSmallError, get_selector, list_selectors, load_selector, register_selector,
                                    save_selector)
 from fingerprint.store import Store
-from learner.weights import convert_efficientnet_lite0
+from learner.weights import convert_efficientnet_lite
 from metadata.convert import convert_image_folders
 
 # Class counts differ, as between real datasets: meta-features cannot tell apart datasets of identical
@@ -34,7 +34,7 @@ def store_path(raw_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> str:
         convert_image_folders(str(raw_dir / name), str(out), classes=classes.split(","), max_per_class=40,
                               progress=False)
         dirs.append(str(out))
-    weights = convert_efficientnet_lite0(str(root / "weights"))
+    weights = convert_efficientnet_lite(str(root / "weights"), "lite0")
     extractor = FeatureExtractor("efficientnet_lite0", weights, resolution=64)
     path = str(root / "store.npz")
     build_store(dirs, extractor, samples=120, progress=False).save(path)

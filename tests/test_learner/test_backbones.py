@@ -1,4 +1,4 @@
-"""Backbone registry, weights files, torchvision fetch path and the real EfficientNet-Lite0 weights."""
+"""Backbone registry, weights files, torchvision fetch path and the real EfficientNet-Lite0/1/2 weights."""
 
 from __future__ import annotations
 
@@ -12,11 +12,11 @@ import torchvision
 
 from learner.backbones import (BackboneSpec, WeightsError, get_backbone, get_spec, list_backbones,
                                register_backbone)
-from learner.weights import (convert_efficientnet_lite0, fetch_torchvision_weights, lite0_key_map, main as weights_main,
+from learner.weights import (convert_efficientnet_lite, fetch_torchvision_weights, lite_key_map, main as weights_main,
                              save_state_dict, weights_path)
 
 REQUIRED = {"mobilenet_v2", "mobilenet_v3_small", "mobilenet_v3_large", "inception_v3", "resnet18",
-            "efficientnet_b0", "efficientnet_lite0"}
+            "efficientnet_b0", "efficientnet_lite0", "efficientnet_lite1", "efficientnet_lite2"}
 
 
 def test_registry_has_the_required_backbones() -> None:
@@ -95,7 +95,7 @@ def test_fetch_offline_fails_clearly(tmp_path: Path, monkeypatch: pytest.MonkeyP
     monkeypatch.setattr(torchvision.models.WeightsEnum, "get_state_dict", offline)
     with pytest.raises(WeightsError, match=r"could not download resnet18 weights from https://.*needs internet"):
         fetch_torchvision_weights("resnet18", str(tmp_path))
-    with pytest.raises(WeightsError, match="no torchvision weights.*convert-lite0"):
+    with pytest.raises(WeightsError, match="no torchvision weights.*convert-lite"):
         fetch_torchvision_weights("efficientnet_lite0", str(tmp_path))
 
 
@@ -107,28 +107,36 @@ def test_fetch_stores_what_torchvision_returns(tmp_path: Path, monkeypatch: pyte
     get_backbone("mobilenet_v2", num_classes=3, weights_file=path)
 
 
-def test_lite0_key_map_is_mechanical() -> None:
+def test_lite_key_map_is_mechanical() -> None:
     keys = ["_conv_stem.weight", "_bn0.bias", "_blocks.0._depthwise_conv.weight", "_blocks.0._project_conv.weight",
             "_blocks.1._expand_conv.weight", "_blocks.2._bn2.running_mean", "_blocks.15._project_conv.weight",
             "_conv_head.weight", "_bn1.weight", "_fc.bias"]
-    assert list(lite0_key_map(keys).values()) == [
+    assert list(lite_key_map(keys).values()) == [
         "conv_stem.weight", "bn1.bias", "blocks.0.0.conv_dw.weight", "blocks.0.0.conv_pw.weight",
         "blocks.1.0.conv_pw.weight", "blocks.1.1.bn3.running_mean", "blocks.6.0.conv_pwl.weight",
         "conv_head.weight", "bn2.weight", "classifier.bias"]
+    # Lite2's deeper stages (3, 3, 4, 4, 5 blocks): block 4 opens stage 2, block 20 is the last stage's
+    assert list(lite_key_map(["_blocks.3._bn0.weight", "_blocks.4._expand_conv.weight", "_blocks.20._bn2.bias"],
+                             "lite2").values()) == [
+        "blocks.1.2.bn1.weight", "blocks.2.0.conv_pw.weight", "blocks.6.0.bn3.bias"]
+    with pytest.raises(WeightsError, match="unknown EfficientNet-Lite variant 'lite9'"):
+        lite_key_map(keys, "lite9")
 
 
-@pytest.fixture(scope="module")
-def lite0_weights(tmp_path_factory: pytest.TempPathFactory) -> str:
-    return convert_efficientnet_lite0(str(tmp_path_factory.mktemp("lite0")), fp16=True)
+@pytest.fixture(scope="module", params=["lite0", "lite1", "lite2"])
+def lite_weights(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> tuple[str, str]:
+    variant = request.param
+    return variant, convert_efficientnet_lite(str(tmp_path_factory.mktemp(variant)), variant, fp16=True)
 
 
-def test_real_lite0_weights_recognise_a_cat(lite0_weights: str) -> None:
+def test_real_lite_weights_recognise_a_cat(lite_weights: tuple[str, str]) -> None:
     from skimage import data
 
-    from learner.efficientnet_lite import efficientnet_lite0
+    from learner import efficientnet_lite
 
-    model = efficientnet_lite0()  # ours, not timm's: the platform has no timm
-    model.load_state_dict({k: v.float() for k, v in torch.load(lite0_weights, weights_only=True).items()}, strict=True)
+    variant, path = lite_weights
+    model = getattr(efficientnet_lite, f"efficientnet_{variant}")()  # ours, not timm's: the platform has no timm
+    model.load_state_dict({k: v.float() for k, v in torch.load(path, weights_only=True).items()}, strict=True)
     image = torch.tensor(data.chelsea()).permute(2, 0, 1)[None].float() / 255.0
     image = torch.nn.functional.interpolate(image, size=(224, 224), mode="bilinear", antialias=True)
     with torch.no_grad():
@@ -137,14 +145,16 @@ def test_real_lite0_weights_recognise_a_cat(lite0_weights: str) -> None:
 
 
 @pytest.mark.parametrize("size", [32, 63, 64, 97, 224])
-def test_our_lite0_equals_timms_on_the_same_weights(lite0_weights: str, size: int) -> None:
+def test_our_lite_equals_timms_on_the_same_weights(lite_weights: tuple[str, str], size: int) -> None:
     """Same state-dict keys, same outputs (TF "same" padding on odd and even sides) as timm's model."""
     import timm
 
-    from learner.efficientnet_lite import efficientnet_lite0
+    from learner import efficientnet_lite
 
-    state = {k: v.float() for k, v in torch.load(lite0_weights, weights_only=True).items()}
-    ours, theirs = efficientnet_lite0().eval(), timm.create_model("tf_efficientnet_lite0", pretrained=False).eval()
+    variant, path = lite_weights
+    state = {k: v.float() for k, v in torch.load(path, weights_only=True).items()}
+    ours = getattr(efficientnet_lite, f"efficientnet_{variant}")().eval()
+    theirs = timm.create_model(f"tf_efficientnet_{variant}", pretrained=False).eval()
     assert set(ours.state_dict()) == set(theirs.state_dict())
     ours.load_state_dict(state, strict=True)
     theirs.load_state_dict(state, strict=True)
@@ -154,14 +164,18 @@ def test_our_lite0_equals_timms_on_the_same_weights(lite0_weights: str, size: in
         assert torch.allclose(ours.forward_features(x), theirs.forward_features(x), atol=1e-5, rtol=1e-5)
 
 
-def test_lite0_registry_entry_takes_the_converted_file(lite0_weights: str) -> None:
-    net = get_backbone("efficientnet_lite0", num_classes=3, weights_file=lite0_weights)
+def test_lite_registry_entries_take_the_converted_files(lite_weights: tuple[str, str]) -> None:
+    variant, path = lite_weights
+    net = get_backbone(f"efficientnet_{variant}", num_classes=3, weights_file=path)
     assert net.spec.mean == (0.5, 0.5, 0.5)
+    with pytest.raises(WeightsError, match="do not fit"):  # another variant's file is refused
+        get_backbone("efficientnet_lite2" if variant != "lite2" else "efficientnet_lite0", num_classes=3,
+                     weights_file=path)
 
 
 def test_tampered_lite0_source_is_refused(tmp_path: Path) -> None:
     fake = tmp_path / "efficientnet-lite0-57934424.pth"
     fake.write_bytes(b"\x80\x02cos\nsystem\n.")
     with pytest.raises(WeightsError, match="refusing to unpickle"):
-        convert_efficientnet_lite0(str(tmp_path), source=str(fake))
+        convert_efficientnet_lite(str(tmp_path), "lite0", source=str(fake))
     assert np.array_equal(sorted(p.name for p in tmp_path.iterdir()), [fake.name])
