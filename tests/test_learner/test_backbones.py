@@ -179,3 +179,15 @@ def test_tampered_lite0_source_is_refused(tmp_path: Path) -> None:
     with pytest.raises(WeightsError, match="refusing to unpickle"):
         convert_efficientnet_lite(str(tmp_path), "lite0", source=str(fake))
     assert np.array_equal(sorted(p.name for p in tmp_path.iterdir()), [fake.name])
+
+
+def test_convert_lite_command(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert weights_main(["convert-lite", "lite1", "--out", str(tmp_path), "--fp16"]) == 0
+    assert "loads into efficientnet_lite1" in capsys.readouterr().out
+    get_backbone("efficientnet_lite1", num_classes=2, weights_file=weights_path(str(tmp_path), "efficientnet_lite1",
+                                                                               "imagenet"))
+    # another variant's file is refused before it is unpickled
+    lite2 = tmp_path / "efficientnet-lite2-9656183e.pth"
+    lite2.write_bytes(b"not the real file")
+    assert weights_main(["convert-lite", "lite2", "--out", str(tmp_path), "--source", str(lite2)]) == 1
+    assert "does not match the expected 9656183e... of lite2" in capsys.readouterr().err
