@@ -14,8 +14,6 @@ this run on this machine. Decide on datasets the choice will not be judged on (t
 from __future__ import annotations
 
 import argparse
-import glob
-import os
 import statistics
 import sys
 import time
@@ -44,13 +42,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--decode", type=int, default=256, help="side the images are decoded at (as the engine stores them)")
     args = p.parse_args(argv)
 
+    from benchmarks._sample import read_sample
     from fingerprint.extractor import FeatureExtractor
+    from learner.data import is_multilabel
     from learner.weights import weights_path
-    from metadata.arrays import to_arrays
-    from metadata.reader import AutoDLDataset
     from runtime.probe import LinearProbe
     from runtime.settings import RuntimeSettings
-    from scoring.files import read_prediction
     from scoring.metrics import nauc
 
     rungs = [_rung(r) for r in args.rungs]
@@ -63,15 +60,9 @@ def main(argv: list[str] | None = None) -> int:
     table: list[list[float]] = []
     for root in args.datasets:
         name = Path(root).name
-        data = glob.glob(os.path.join(root, "*.data"))
-        if not data:
-            raise SystemExit(f"{root}: no <name>.data folder")
-        solution = read_prediction(glob.glob(os.path.join(root, "*.solution"))[0])
-        size = (args.decode, args.decode)
-        test = to_arrays(AutoDLDataset(os.path.join(data[0], "test")).get_dataset().take(args.test), size=size)
-        train = to_arrays(AutoDLDataset(os.path.join(data[0], "train")).get_dataset().take(args.samples), size=size)
-        y, y_test = train.y, solution[:len(test.x)]
-        multilabel = bool((y.sum(1) != 1).any())
+        train, test, y_test = read_sample(root, train=args.samples, test=args.test, size=(args.decode, args.decode))
+        y = train.y
+        multilabel = is_multilabel(y)
         scores, probs, feats, rates = [], [], [], []
         for backbone, side, flip in rungs:
             start = time.perf_counter()

@@ -18,8 +18,6 @@ stores them, to see what resizing twice costs. Use datasets the choice will not 
 from __future__ import annotations
 
 import argparse
-import glob
-import os
 import statistics
 import sys
 import time
@@ -45,12 +43,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--storage", nargs="+", type=int, help="decode sides (0: native); default: the largest side")
     args = p.parse_args(argv)
 
+    from benchmarks._sample import read_sample
     from fingerprint.extractor import FeatureExtractor
-    from metadata.arrays import to_arrays
-    from metadata.reader import AutoDLDataset
+    from learner.data import is_multilabel
     from runtime.engine import _folds, pixel_features
     from runtime.probe import LinearProbe
-    from scoring.files import read_prediction
     from scoring.metrics import nauc
 
     extractor = FeatureExtractor("efficientnet_lite0", args.weights, resolution=64)
@@ -60,18 +57,11 @@ def main(argv: list[str] | None = None) -> int:
     print("|---|---|---|---|" + "---|" * (len(args.grid) + 3))
     for root in args.datasets:
         name = Path(root).name
-        data = glob.glob(os.path.join(root, "*.data"))
-        if not data:
-            raise SystemExit(f"{root}: no <name>.data folder")
-        solution = read_prediction(glob.glob(os.path.join(root, "*.solution"))[0])
         for storage in args.storage or [max(args.sides)]:
             size = (storage, storage) if storage else None
-            test = to_arrays(AutoDLDataset(os.path.join(data[0], "test")).get_dataset().take(args.test), size=size)
-            y_test = solution[:len(test.x)]
-            train = to_arrays(AutoDLDataset(os.path.join(data[0], "train")).get_dataset().take(max(args.samples)),
-                              size=size)
+            train, test, y_test = read_sample(root, train=max(args.samples), test=args.test, size=size)
             label = storage or f"native {train.x.shape[2]}"
-            multilabel = bool((train.y.sum(1) != 1).any())
+            multilabel = is_multilabel(train.y)
             for n in args.samples:
                 x, y = train.x[:n], train.y[:n]
                 for side in args.sides:

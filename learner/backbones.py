@@ -152,7 +152,8 @@ def load_body_weights(body: nn.Module, spec: BackboneSpec, path: str) -> None:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except FileNotFoundError:
         raise WeightsError(f"backbone {spec.name!r}: weights file {path!r} not found "
-                           "(bundle it, or fetch it with `python -m learner.weights fetch`)") from None
+                           "(bundle it, or make it with `python -m learner.weights fetch` or, for the "
+                           "EfficientNet-Lites, `convert-lite`)") from None
     except Exception as exc:  # noqa: BLE001 - any unreadable file is the same problem for the user
         raise WeightsError(f"backbone {spec.name!r}: cannot read weights file {path!r} ({exc})") from exc
     if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
