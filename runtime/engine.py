@@ -134,7 +134,8 @@ class _Predictor:
         return self.test
 
 
-Rung = tuple[int, bool]  # a probe's input side and whether features are averaged with the flipped input's
+Rung = tuple[int, bool, int]  # a probe's input side, whether features are averaged with the flipped input's,
+# and which frozen network reads it (0: the probe's; k: the k-th companion)
 
 
 def _common(a: np.ndarray | None, b: np.ndarray | None) -> np.ndarray | None:
@@ -142,6 +143,11 @@ def _common(a: np.ndarray | None, b: np.ndarray | None) -> np.ndarray | None:
     if a is None or b is None:
         return b if a is None else a
     return np.intersect1d(a, b)
+
+
+def _joined(parts: list[np.ndarray]) -> np.ndarray:
+    """Features of several rungs side by side (one rung: as is)."""
+    return parts[0] if len(parts) == 1 else np.concatenate(parts, axis=1)
 
 
 def _folds(y: np.ndarray, k: int, seed: int, multilabel: bool) -> list[tuple[np.ndarray, np.ndarray]]:
@@ -185,6 +191,10 @@ class AnytimeEngine:
         num_classes: output dimension.
         train_size: training samples the dataset holds (from its metadata).
         probe_extractor: frozen network whose features the linear probe uses.
+        companions: more frozen networks, as (name, factory) pairs; once the probe's climb ends, a companion
+            probe is fitted on the features of the probe's rung and of each companion at that rung, concatenated
+            (`probe_companions`). A companion is built when first timed: a run that never affords one does not
+            hold it in memory, and one that cannot be built is a fault of the run, not of the bundle.
         candidates: configurations to fine-tune, best first; later ones are tried after a fault or a stall.
         select: optional; called once with the first sample `(x, y)` (uint8 `[N,T,H,W,C]`, labels),
             returns the candidates to use instead (a failure keeps `candidates`).
@@ -196,11 +206,15 @@ class AnytimeEngine:
     """
 
     def __init__(self, *, num_classes: int, train_size: int, probe_extractor: FeatureExtractor,
-                 candidates: Sequence[TrainConfig], select: Selector | None = None, weights_dir: str | None = None,
+                 companions: Sequence[tuple[str, Callable[[], FeatureExtractor]]] = (), candidates: Sequence[TrainConfig], select: Selector | None = None, weights_dir: str | None = None,
                  storage_resolution: int, settings: RuntimeSettings | None = None,
                  member_settings: dict[TrainConfig, dict[str, Any]] | None = None):
         self.num_classes, self.train_size = num_classes, train_size
         self.probe_extractor = probe_extractor
+        # the frozen networks by index (0: the probe's; k: the k-th companion, None until built)
+        self.extractors: list[FeatureExtractor | None] = [probe_extractor, *(None for _ in companions)]
+        self.network_names = [probe_extractor.info.backbone, *(name for name, _ in companions)]
+        self._factories = [None, *(factory for _, factory in companions)]
         self.candidates = list(candidates)
         self.select = select
         self.weights_dir = weights_dir
@@ -212,11 +226,12 @@ class AnytimeEngine:
         self.faults: list[Fault] = []
         self.rng = np.random.default_rng(self.settings.seed)
         self.probe: LinearProbe | None = None  # the latest probe (of rung `self.rung`)
-        self.rung: Rung | None = None
-        self.probes: dict[str, tuple[LinearProbe, Rung]] = {}  # every probe fitted, by predictor name
+        self.rung: Rung | None = None  # the probe's rung (its own network: net 0)
+        # every probe fitted, by predictor name, with the rungs whose features it reads (concatenated)
+        self.probes: dict[str, tuple[LinearProbe, tuple[Rung, ...]]] = {}
         self.probe_rates: dict[Rung, float] = {}  # probe features per second, measured
         self.val_features: dict[Rung, np.ndarray] = {}  # probe features of the validation set, per rung
-        self.sample_plain: dict[int, np.ndarray] = {}  # the first sample's unflipped probe features, per side
+        self.sample_features_by_rung: dict[Rung, np.ndarray] = {}  # the first sample's features, per rung
         self.cv_folds: list[tuple[np.ndarray, np.ndarray]] = []  # set when the sample is cross-validated
         self.net_rows: np.ndarray | None = None  # validation rows held out from the network (None: all)
         self._pixels_due: tuple[np.ndarray, np.ndarray] | None = None  # out-of-fold pixel scores still owed
@@ -237,6 +252,8 @@ class AnytimeEngine:
         self.rounds = 0
         self.selected = False
         self.late_rung = False  # the current PROBE phase follows a stall
+        self.failed_nets: set[int] = set()  # companion networks that failed: never read again
+        self._fitting: int | None = None  # the companion network being read (for the fault boundary)
 
     @property
     def done_training(self) -> bool:
@@ -256,8 +273,7 @@ class AnytimeEngine:
         if self.phase is Phase.DONE:
             return
         try:
-            if self.phase is Phase.PROBE:
-                self._probe()
+            if self.phase is Phase.PROBE and self._probe():  # a new probe: its answer goes out first
                 return
             if self.phase is Phase.PREPARE:
                 self._prepare(dataset)
@@ -325,39 +341,43 @@ class AnytimeEngine:
 
     # -- the probe's rungs ----------------------------------------------------------------------
     def _rung_options(self) -> list[Rung]:
-        """The probe's (side, flip) choices, best first: larger sides first, flipped before plain."""
+        """The probe's (side, flip) choices on its own network, best first: larger sides first, flipped
+        before plain."""
         s = self.settings
         sides = s.probe_resolutions or (self.probe_extractor.resolution,)
         flips = (True, False) if s.probe_flip else (False,)
-        return [(side, flip) for side in sorted(sides, reverse=True) for flip in flips]
+        return [(side, flip, 0) for side in sorted(sides, reverse=True) for flip in flips]
 
     def _rung_cost(self, rung: Rung) -> float:
         """Estimated seconds of a rung's features of the first sample, the test set and the validation samples
-        beyond the first sample's (the rate timed on a few samples of the first sample, once per side). A
-        flipped rung costs one pass less on the parts whose plain features at its side exist already."""
-        side, flip = rung
-        plain = (side, False)
+        beyond the first sample's (the rate timed on a few samples of the first sample, once per side and
+        network). A flipped rung costs one pass less on the parts whose plain features at its side exist
+        already."""
+        side, flip, net = rung
+        plain = (side, False, net)
         if plain not in self.probe_rates:
             few = self.sample_x[:8]
-            self.probe_extractor.extract(few[:2], resolution=side)  # warm-up: the first call of a shape is slow
+            extractor = self._network(net)
+            extractor.extract(few[:2], resolution=side)  # warm-up: the first call of a shape is slow
             tick = time.time()
-            self.probe_extractor.extract(few, resolution=side)
+            extractor.extract(few, resolution=side)
             self.probe_rates[plain] = len(few) / max(time.time() - tick, 1e-4)
         one_pass = 1.0 / self.probe_rates[plain]
         per_sample = 1.0 / (self.probe_rates.get(rung) or self.probe_rates[plain] / (2 if flip else 1))
-        parts = [(len(self.sample_x), side in self.sample_plain),
+        parts = [(len(self.sample_x), plain in self.sample_features_by_rung),
                  (len(self.test_x) if self.test_x is not None else len(self.sample_x), plain in self._features_cache)]
         if not self.cv_folds:  # validation samples beyond the probe sample's
             parts.append((len(self.val_x) - len(self.val_idx), plain in self.val_features))
         return sum(n * (one_pass if flip and reused else per_sample) for n, reused in parts)
 
     def _extract(self, x: np.ndarray, rung: Rung, plain: np.ndarray | None = None) -> np.ndarray:
-        """A rung's probe features of `x`; for a flipped rung given the plain features of `x` at its side,
-        only the flipped pass runs (the same average at half the cost)."""
-        side, flip = rung
+        """A rung's features of `x`; for a flipped rung given the plain features of `x` at its side (same
+        network), only the flipped pass runs (the same average at half the cost)."""
+        side, flip, net = rung
+        extractor = self._network(net)
         if flip and plain is not None:
-            return 0.5 * (plain + self.probe_extractor.extract(x, resolution=side, mirrored=True))
-        return self.probe_extractor.extract(x, resolution=side, flip=flip)
+            return 0.5 * (plain + extractor.extract(x, resolution=side, mirrored=True))
+        return extractor.extract(x, resolution=side, flip=flip)
 
     def _best_within(self, options: list[Rung], budget: float) -> Rung | None:
         """The best of `options` (best first) whose cost fits `budget`. Costs grow with the side, so sides are
@@ -376,63 +396,143 @@ class AnytimeEngine:
         options = self._rung_options()
         return self._best_within(options, self.settings.probe_first_seconds) or options[-1]
 
-    def _better_rung(self) -> Rung | None:
-        """The best rung better than the current one that costs at most `probe_share` of the time left
-        (`probe_late_share` once fine-tuning has stalled); with `probe_climb` "step", before fine-tuning, the
-        next larger side instead (plain), and at the largest side its flipped rung."""
-        options = self._rung_options()
+    def _share_budget(self) -> float:
+        """Seconds a later rung may cost: `probe_share` of the time left (`probe_late_share` after a stall)."""
         share = self.settings.probe_late_share if self.late_rung else self.settings.probe_share
-        budget = share * (self.clock.left() - self._reserve())
+        return share * (self.clock.left() - self._reserve())
+
+    def _better_rung(self) -> Rung | None:
+        """The best rung better than the current one that costs at most the share of the time left
+        (`_share_budget`); with `probe_climb` "step", before fine-tuning, the next larger side instead (plain),
+        and at the largest side its flipped rung."""
+        options = self._rung_options()
         better = options[:options.index(self.rung)] if self.rung in options else []
         larger = [rung for rung in better if rung[0] > self.rung[0]]
         if self.settings.probe_climb == "step" and not self.late_rung and larger:
             side = min(rung[0] for rung in larger)
-            better = [(side, False)] if (side, False) in better else [(side, True)]
-        return self._best_within(better, budget)
+            better = [(side, False, 0)] if (side, False, 0) in better else [(side, True, 0)]
+        return self._best_within(better, self._share_budget())
 
-    def _probe(self) -> None:
+    def _companion_rung(self) -> Rung | None:
+        """The next companion network at the probe's current rung (`probe_companions`): the first one not yet
+        read there (nor failed), when it costs at most the share of the time left (`_share_budget`)."""
+        if not self._companion_due():
+            return None
+        side, flip, _ = self.rung
+        for net in range(1, len(self.extractors)):
+            rung = (side, flip, net)
+            if rung in self.val_features or net in self.failed_nets:
+                continue
+            try:  # builds and times the network: a failure here drops it wherever this is asked (after a stall too)
+                cost = self._rung_cost(rung)
+            except Exception as exc:  # noqa: BLE001 - a companion is an optimisation; the probe's answers stand
+                self.failed_nets.add(net)
+                self.faults.append(Fault(self.phase.value, self.network_names[net], f"{type(exc).__name__}: {exc}"))
+                logger.error("[fault] companion %s failed (%s: %s); going on without it", self.network_names[net],
+                             type(exc).__name__, exc, exc_info=exc)
+                continue
+            return rung if cost <= self._share_budget() else None
+        return None
+
+    def _network(self, net: int) -> FeatureExtractor:
+        """Frozen network `net`, built on first use."""
+        if self.extractors[net] is None:
+            self.extractors[net] = self._factories[net]()
+        return self.extractors[net]
+
+    def _companion_due(self) -> bool:
+        """Whether a companion network is still to be read at the probe's rung (not timed: cheap); with
+        `probe_companions` "top" only once the climb has reached the largest side."""
+        mode = self.settings.probe_companions
+        if mode == "off" or self.rung is None or (mode == "top" and self.rung[0] < self._rung_options()[0][0]):
+            return False
+        side, flip, _ = self.rung
+        return any((side, flip, net) not in self.val_features and net not in self.failed_nets
+                   for net in range(1, len(self.extractors)))
+
+    def _read_rung(self, rung: Rung) -> tuple[np.ndarray, float]:
+        """A rung's features of the first sample (kept) and of the validation set; returns the sample's
+        features and the seconds they took."""
+        side, flip, net = rung
+        tick = time.time()
+        plain = self.sample_features_by_rung.get((side, False, net)) if flip else None
+        features = self._extract(self.sample_x, rung, plain)
+        # the rung's own rate counts both passes, whichever ran here: the refit extracts both for new samples
+        self.probe_rates[rung] = len(features) / max(time.time() - tick, 1e-3) / (2 if plain is not None else 1)
+        extracted = time.time() - tick
+        self.sample_features_by_rung[rung] = features
+        if self.cv_folds:
+            self.val_features[rung] = features
+        else:  # the probe sample's validation part, then the samples it has grown by (in order)
+            grown = self.val_x[len(self.val_idx):]
+            known = self.val_features.get((side, False, net)) if flip else None
+            self.val_features[rung] = np.concatenate(
+                [features[self.val_idx],
+                 self._extract(grown, rung, None if known is None else known[len(self.val_idx):])])
+        return features, extracted
+
+    def _probe(self) -> bool:
         """Fit a linear probe on frozen features of the first sample: at the first rung, then (in later calls,
-        while time allows) at better ones, each a new predictor that competes for the answer."""
-        s = self.settings
+        while time allows) at better ones, then with each companion network's features at the probe's rung;
+        each a new predictor that competes for the answer. Returns whether a probe was fitted (else the phase
+        has moved on). A companion is timed in the call that may fit it, not at the end of the one before:
+        timing a second network there would delay the answer of the rung just fitted."""
         if self._pixels_due is not None:
             self._score_pixels_out_of_fold()
         rung = self._first_rung() if self.rung is None else self._better_rung()
+        companion = self._companion_rung() if rung is None else None
         if rung is not None:
-            side, flip = rung
-            start = tick = time.time()
-            plain = self.sample_plain.get(side) if flip else None
-            features = self._extract(self.sample_x, rung, plain)
-            # the rung's own rate counts both passes, whichever ran here: the refit extracts both for new samples
-            self.probe_rates[rung] = len(features) / max(time.time() - tick, 1e-3) / (2 if plain is not None else 1)
-            extracted = time.time() - tick
-            if not flip:
-                self.sample_plain[side] = features
-            tick = time.time()
-            self.probe = self._linear(C=self.settings.probe_C).fit(features[self.fit_idx], self.sample_y[self.fit_idx])
-            self.probe_fit_rate = len(self.fit_idx) / max(time.time() - tick, 1e-3)
-            name = "probe" if self.rung is None else f"probe@{side}" + ("+flip" if flip else "")
-            self.rung = rung
-            self.probes[name] = (self.probe, rung)
-            if self.cv_folds:
-                self.val_features[rung] = features
-            else:  # the probe sample's validation part, then the samples it has grown by (in order)
-                grown = self.val_x[len(self.val_idx):]
-                known = self.val_features.get((side, False)) if flip else None
-                self.val_features[rung] = np.concatenate(
-                    [features[self.val_idx],
-                     self._extract(grown, rung, None if known is None else known[len(self.val_idx):])])
-            # the decoded training set starts with the sample's training part, in order: the refit reuses these
-            self.sample_features = features[np.sort(self.train_idx)]
-            oof = self._out_of_fold(features, self.sample_y, C=self.settings.probe_C) if self.cv_folds else None
-            self._add_probe_predictor(name, oof)
-            self._consider([name], prefer_new=not self.late_rung)  # a late rung must beat the network's answers
-            logger.info("[train] %s (%d px%s) on %d samples in %.1f s (features %.1f s; estimated %.1f s with the "
-                        "test set) (validation NAUC %.3f); configuration %s", name, side,
-                        ", flipped too" if flip else "", len(self.fit_idx), time.time() - start, extracted,
-                        self._rung_cost(rung), self.predictors[name].val_score, self._name(self.config))
-        if rung is None or self.late_rung or self._better_rung() is None:
+            self._fit_rung(rung)
+        elif companion is not None:
+            self._fit_companion(companion)
+        if (rung is None and companion is None) or self.late_rung or (
+                self._better_rung() is None and not self._companion_due()):
             self.late_rung = False
             self.phase = Phase.PREPARE if self.candidates else Phase.DONE
+        return rung is not None or companion is not None
+
+    def _fit_rung(self, rung: Rung) -> None:
+        """The probe at a rung of its own network."""
+        side, flip, _ = rung
+        start = time.time()
+        features, extracted = self._read_rung(rung)
+        tick = time.time()
+        self.probe = self._linear(C=self.settings.probe_C).fit(features[self.fit_idx], self.sample_y[self.fit_idx])
+        self.probe_fit_rate = len(self.fit_idx) / max(time.time() - tick, 1e-3)
+        name = "probe" if self.rung is None else f"probe@{side}" + ("+flip" if flip else "")
+        self.rung = rung
+        self.probes[name] = (self.probe, (rung,))
+        # the decoded training set starts with the sample's training part, in order: the refit reuses these
+        self.sample_features = features[np.sort(self.train_idx)]
+        oof = self._out_of_fold(features, self.sample_y, C=self.settings.probe_C) if self.cv_folds else None
+        self._add_probe_predictor(name, oof)
+        self._consider([name], prefer_new=not self.late_rung)  # a late rung must beat the network's answers
+        logger.info("[train] %s (%d px%s) on %d samples in %.1f s (features %.1f s; estimated %.1f s with the "
+                    "test set) (validation NAUC %.3f); configuration %s", name, side,
+                    ", flipped too" if flip else "", len(self.fit_idx), time.time() - start, extracted,
+                    self._rung_cost(rung), self.predictors[name].val_score, self._name(self.config))
+
+    def _fit_companion(self, rung: Rung) -> None:
+        """A probe on the probe's rung's features and a companion network's at the same rung, concatenated:
+        two networks' features classify better than either's (`benchmarks/probe_backbones.py`)."""
+        side, flip, net = rung
+        start = time.time()
+        self._fitting = net
+        features, extracted = self._read_rung(rung)
+        rungs = (self.rung, rung)
+        joined = np.concatenate([self.sample_features_by_rung[self.rung], features], axis=1)
+        probe = self._linear(C=self.settings.probe_C).fit(joined[self.fit_idx], self.sample_y[self.fit_idx])
+        base = next(n for n, (_, r) in self.probes.items() if r == (self.rung,))
+        name = f"{base}+{self.network_names[net]}"
+        self.probes[name] = (probe, rungs)
+        oof = self._out_of_fold(joined, self.sample_y, C=self.settings.probe_C) if self.cv_folds else None
+        self._add_probe_predictor(name, oof)
+        self._fitting = None
+        self._consider([name], prefer_new=not self.late_rung)
+        logger.info("[train] %s (%d px%s, companion %s) on %d samples in %.1f s (features %.1f s; estimated %.1f s "
+                    "with the test set) (validation NAUC %.3f)", name, side, ", flipped too" if flip else "",
+                    self.network_names[net], len(self.fit_idx), time.time() - start, extracted,
+                    self._rung_cost(rung), self.predictors[name].val_score)
 
     def _select(self) -> None:
         if self.select is None or self.selected:
@@ -515,11 +615,11 @@ class AnytimeEngine:
         move = beyond[chosen]
         self.val_x = np.concatenate([self.val_x, x[move]])
         self.val_y = np.concatenate([self.val_y, y[move]])
-        plain: dict[int, np.ndarray] = {}
+        plain: dict[tuple[int, int], np.ndarray] = {}  # (side, net) -> plain features of the moved samples
         for rung in sorted(self.val_features, key=lambda r: r[1]):  # plain rungs first: flipped ones reuse them
-            added = self._extract(x[move], rung, plain.get(rung[0]))
+            added = self._extract(x[move], rung, plain.get((rung[0], rung[2])))
             if not rung[1]:
-                plain[rung[0]] = added
+                plain[(rung[0], rung[2])] = added
             self.val_features[rung] = np.concatenate([self.val_features[rung], added])
         if self.pixel_model is not None:
             self._add_pixel_predictor("pixels")
@@ -541,7 +641,7 @@ class AnytimeEngine:
         s = self.settings
         if self.probe is None or self.cv_folds:
             return
-        side, flip = self.rung
+        side, flip, _ = self.rung
         seconds_per_sample = 1.0 / self.probe_rates[self.rung] + 1.0 / self.probe_fit_rate
         if self.pixel_model is not None:
             seconds_per_sample += 1.0 / self.pixel_rate
@@ -559,8 +659,8 @@ class AnytimeEngine:
         features = np.concatenate([self.sample_features[known],
                                    self.probe_extractor.extract(x[idx[len(known):]], resolution=side, flip=flip)])
         self.probe = self._linear(C=self.settings.probe_C).fit(features, y[idx])
-        name = next(n for n, (_, r) in reversed(self.probes.items()) if r == self.rung) + "-refit"
-        self.probes[name] = (self.probe, self.rung)
+        name = next(n for n, (_, r) in reversed(self.probes.items()) if r == (self.rung,)) + "-refit"
+        self.probes[name] = (self.probe, (self.rung,))
         self._add_probe_predictor(name)
         names.append(name)
         logger.info("[train] linear models refit on %d samples in %.1f s: validation NAUC %s", n, time.time() - start,
@@ -723,11 +823,12 @@ class AnytimeEngine:
         self.predictors[name] = _Predictor(name, val, lambda: model.predict(self._test_pixels()), self._val_score(val))
 
     def _add_probe_predictor(self, name: str, val: np.ndarray | None = None) -> None:
-        probe, rung = self.probes[name]
+        probe, rungs = self.probes[name]
         if val is None:
-            val = probe.predict(self.val_features[rung])
-        self.predictors[name] = _Predictor(name, val, lambda: probe.predict(self._test_features(rung)),
-                                           self._val_score(val))
+            val = probe.predict(_joined([self.val_features[rung] for rung in rungs]))
+        self.predictors[name] = _Predictor(
+            name, val, lambda: probe.predict(_joined([self._test_features(rung) for rung in rungs])),
+            self._val_score(val))
 
     def _test_pixels(self) -> np.ndarray:
         if self._pixels_cache is None:
@@ -736,8 +837,8 @@ class AnytimeEngine:
 
     def _test_features(self, rung: Rung) -> np.ndarray:
         if rung not in self._features_cache:
-            side, flip = rung
-            plain = self._features_cache.get((side, False)) if flip else None
+            side, flip, net = rung
+            plain = self._features_cache.get((side, False, net)) if flip else None
             self._features_cache[rung] = self._extract(self.test_x, rung, plain)
         return self._features_cache[rung]
 
@@ -756,17 +857,21 @@ class AnytimeEngine:
             logger.info("%s trying the next configuration: %s", reason, self._name(self.config))
         if stalled and self.probe is not None and self.settings.probe_late_share > 0:
             self.late_rung = True
-            rung = self._better_rung()
+            rung = self._better_rung() or self._companion_rung()
             if rung is None:
                 self.late_rung = False
-            else:  # the probe at a better rung first; then the next configuration, if any
-                logger.info("[train] fine-tuning stalled: a better probe first (%d px%s)", rung[0],
-                            ", flipped too" if rung[1] else "")
+            else:  # the probe at a better rung (or with a companion) first; then the next configuration, if any
+                logger.info("[train] fine-tuning stalled: a better probe first (%d px%s%s)", rung[0],
+                            ", flipped too" if rung[1] else "",
+                            f", companion {self.network_names[rung[2]]}" if rung[2] else "")
                 self.phase = Phase.PROBE
 
     def _fault(self, exc: BaseException) -> None:
         """Log and record a failure, drop the failed configuration (or the probe), and go on with what is left."""
         if self.phase is Phase.PROBE:  # the probe network failed: the pixel model's answer stands
+            if self._fitting is not None:  # a companion network failed: the probe's answers stand
+                self.failed_nets.add(self._fitting)
+                self._fitting = None
             self.faults.append(Fault(self.phase.value, "probe", f"{type(exc).__name__}: {exc}"))
             logger.error("[fault] the probe failed (%s: %s); going on without it", type(exc).__name__, exc,
                          exc_info=exc)

@@ -1,7 +1,7 @@
 """The bundled portfolio folder: what `model.py` loads at run time (written offline by `portfolio.meta_train`).
 
 ```
-manifest.json   fingerprint network, probe network, store, selector, dataset -> configuration, default, unsafe
+manifest.json   fingerprint network, probe network (and its companions), store, selector, dataset -> configuration, default, unsafe
 configs/*.json  TrainConfig records (and optional per-configuration run-time settings files)
 store.npz       fingerprint store          selector.npz   fitted selector
 weights/        <backbone>-<id>.pt files used by the configurations and the fingerprint and probe networks
@@ -53,6 +53,9 @@ class Manifest:
     # configuration file -> its own run-time settings file (a JSON object of `MEMBER_FIELDS`), for the
     # members tuned as whole pipelines
     settings: dict[str, str] = field(default_factory=dict)
+    # more frozen networks whose features, concatenated with the probe's at its top rung, give a better
+    # probe once the climb ends (`RuntimeSettings.probe_companions`)
+    companions: list[FingerprintSpec] = field(default_factory=list)
     version: int = VERSION
 
     def save(self, folder: str) -> None:
@@ -78,7 +81,8 @@ class Manifest:
                            selector=data["selector"], configs=dict(data["configs"]), default=data["default"],
                            unsafe=list(data.get("unsafe", [])), info=dict(data.get("info", {})),
                            probe=FingerprintSpec(**data["probe"]) if data.get("probe") else None,
-                           settings=dict(data.get("settings", {})))
+                           settings=dict(data.get("settings", {})),
+                           companions=[FingerprintSpec(**c) for c in data.get("companions", [])])
         except (KeyError, TypeError) as exc:
             raise ManifestError(f"{path}: malformed manifest ({exc!r})") from exc
         members = {manifest.default, *manifest.configs.values()}
@@ -91,7 +95,7 @@ class Manifest:
 
     def files(self) -> list[str]:
         names = [self.store, self.selector, self.default, *self.configs.values(), *self.settings.values()]
-        for spec in (self.fingerprint, self.probe):
+        for spec in (self.fingerprint, self.probe, *self.companions):
             if spec is not None and spec.weights:
                 names.append(os.path.join("weights", spec.weights))
         return sorted(set(names))

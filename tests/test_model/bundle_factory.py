@@ -12,9 +12,10 @@ from runtime.manifest import FingerprintSpec, Manifest
 
 
 def make_bundle(folder: Path, known: dict[str, str], *, resolution: int = 32,
-                probe: FingerprintSpec | None = None) -> Path:
+                probe: FingerprintSpec | None = None, companions: tuple[FingerprintSpec, ...] = ()) -> Path:
     """`known`: dataset name -> AutoDL dataset folder; one random-init configuration per dataset;
-    `probe`: a probe network other than the fingerprint network (seeded random weights)."""
+    `probe`: a probe network other than the fingerprint network (seeded random weights); `companions`: the
+    probe's companion networks."""
     (folder / "configs").mkdir(parents=True)
     (folder / "weights").mkdir()
     extractor = FeatureExtractor("resnet18", None, resolution=resolution)
@@ -28,5 +29,5 @@ def make_bundle(folder: Path, known: dict[str, str], *, resolution: int = 32,
         configs[name] = f"configs/cfg-{name}.json"
     Manifest(fingerprint=FingerprintSpec("resnet18", None, resolution), store="store.npz", selector="selector.npz",
              configs=configs, default=next(iter(configs.values())), unsafe=[], info={"test": True},
-             probe=probe).save(str(folder))
+             probe=probe, companions=list(companions)).save(str(folder))
     return folder

@@ -25,7 +25,8 @@ def test_a_tiny_pipeline_profile_builds_a_leakage_free_bundle(raw_dir: Path, tmp
                               backbones=("efficientnet_lite0",), resolutions=(32,), tune_on=("dtd",),
                               matrix_max_samples=48, sources=("mnist", "dtd"),
                               default_config=(("backbone", "efficientnet_lite0"), ("weights", "imagenet"),
-                                              ("resolution", 32)), probe_backbone="efficientnet_lite2")
+                                              ("resolution", 32)), probe_backbone="efficientnet_lite2",
+                              probe_companions=("efficientnet_lite1",))
     monkeypatch.setitem(meta_train.PROFILES, "tiny", tiny)
     monkeypatch.setitem(RECIPES, "tiny", (Derivation("gray"),))
     work, out = tmp_path / "work", tmp_path / "bundle"
@@ -53,5 +54,8 @@ def test_a_tiny_pipeline_profile_builds_a_leakage_free_bundle(raw_dir: Path, tmp
     # the probe reads the profile's probe network (here Lite2, not the fingerprint's Lite0), converted and bundled
     assert manifest.probe is not None and manifest.probe.backbone == "efficientnet_lite2"
     assert (out / "weights" / manifest.probe.weights).is_file()
+    # and its companions, with the probe's side
+    assert [(c.backbone, c.resolution) for c in manifest.companions] == [("efficientnet_lite1", manifest.probe.resolution)]
+    assert (out / "weights" / manifest.companions[0].weights).is_file()
     for config, settings_file in manifest.settings.items():
         assert (out / settings_file).is_file() and config in manifest.configs.values() or config == manifest.default

@@ -166,3 +166,29 @@ def test_settings_of_a_configuration_the_manifest_does_not_use(samples_dir: Path
     _with_member_settings(bundle, "configs/other.json", {"patience": 3})
     with pytest.raises(ManifestError, match="settings for configuration file.*configs/other.json"):
         Manifest.load(str(bundle))
+
+
+def test_companion_networks_from_the_manifest(samples_dir: Path, tmp_path: Path) -> None:
+    known = {name: str(samples_dir / name) for name in ("miniciao", "Monkeys")}
+    companion = FingerprintSpec("mobilenet_v3_small", None, 32, seed=5)
+    bundle = make_bundle(tmp_path / "b", known, companions=(companion,))
+    train = AutoDLDataset(str(samples_dir / "miniciao/miniciao.data/train"))
+    test = AutoDLDataset(str(samples_dir / "miniciao/miniciao.data/test"))
+    settings = RuntimeSettings(probe_samples=128, probe_resolutions=(32,), probe_flip=False, probe_first_seconds=0.0,
+                               probe_share=0.9)
+    model = AnytimeClassifier(train.get_metadata(), str(bundle), settings)
+    assert model.engine.network_names == ["resnet18", "mobilenet_v3_small"]
+    assert model.engine.extractors[1] is None  # built when first used, not within the constructor
+    for _ in range(3):  # pixels, the probe, the probe with its companion
+        model.train(train.get_dataset(), remaining_time_budget=600)
+        prediction = model.test(test.get_dataset(), remaining_time_budget=600)
+    assert "probe+mobilenet_v3_small" in model.engine.predictors and np.isfinite(prediction).all()
+    assert model.engine.extractors[1].info.weights == "random-5"  # the manifest's network
+    off = AnytimeClassifier(train.get_metadata(), str(bundle), RuntimeSettings(probe_companions="off"))
+    assert len(off.engine.extractors) == 1
+    # a companion whose weights file is missing makes the bundle unusable, naming the file
+    spec = json.loads((bundle / "manifest.json").read_text())
+    spec["companions"][0]["weights"] = "mobilenet_v3_small-lost.pt"
+    (bundle / "manifest.json").write_text(json.dumps(spec))
+    with pytest.raises(ValueError, match="mobilenet_v3_small-lost.pt: missing part"):
+        AnytimeClassifier(train.get_metadata(), str(bundle), settings)

@@ -11,15 +11,16 @@ from fingerprint.extractor import FeatureExtractor
 from learner.config import TrainConfig
 from metadata.reader import AutoDLDataset
 from runtime.engine import AnytimeEngine, Answer, Phase, _Predictor, pixel_features
+from runtime import engine as engine_module
 from runtime.settings import RuntimeSettings
 
 CONFIG = TrainConfig(backbone="mobilenet_v3_small", weights=None, resolution=32, batch_size=16, name="tiny")
 
 
-def _engine(n: int, candidates: list[TrainConfig], **settings: object) -> AnytimeEngine:
+def _engine(n: int, candidates: list[TrainConfig], companions: tuple = (), **settings: object) -> AnytimeEngine:
     return AnytimeEngine(num_classes=3, train_size=n, probe_extractor=FeatureExtractor("mobilenet_v3_small", None,
                                                                                        resolution=32),
-                         candidates=candidates, storage_resolution=32,
+                         companions=companions, candidates=candidates, storage_resolution=32,
                          # no better probe rung unless a test asks for one: whether one is affordable depends on
                          # this machine's speed, and the phase tests must not
                          settings=RuntimeSettings(**{"first_slice": 1.0, "probe_inline": 0.0, "probe_share": 0.0,
@@ -66,10 +67,10 @@ def test_a_probe_first_answer_climbs_rungs_later(data: tuple[AutoDLDataset, Auto
     engine = _engine(60, [CONFIG], pixel_first=False, probe_resolutions=(32, 48), probe_first_seconds=0.0,
                      probe_share=0.9)
     engine.train(train.get_dataset(), remaining_time_budget=60)
-    assert engine.phase is Phase.PROBE and engine.rung == (32, False) and engine.pending.recipe == {"probe": 1.0}
+    assert engine.phase is Phase.PROBE and engine.rung == (32, False, 0) and engine.pending.recipe == {"probe": 1.0}
     engine.test(test.get_dataset(), remaining_time_budget=59)
     engine.train(train.get_dataset(), remaining_time_budget=59)
-    assert engine.rung == (48, False) and "probe@48" in engine.predictors and engine.faults == []  # one side up
+    assert engine.rung == (48, False, 0) and "probe@48" in engine.predictors and engine.faults == []  # one side up
 
 
 def test_a_cheap_probe_joins_the_first_answer(data: tuple[AutoDLDataset, AutoDLDataset]) -> None:
@@ -266,7 +267,7 @@ def test_small_data_is_cross_validated(data: tuple[AutoDLDataset, AutoDLDataset]
     assert np.allclose(pixels.val, oof)  # out of fold now
     assert not np.allclose(pixels.val, engine.pixel_model.predict(features))  # not the model fitted on all
     assert pixels.rows is None and np.array_equal(engine.answer.val, pixels.val)  # the first answer rescored
-    probe, rung = engine.probes["probe"]
+    probe, (rung,) = engine.probes["probe"]
     assert np.allclose(engine.predictors["probe"].val,
                        engine._out_of_fold(engine.val_features[rung], engine.sample_y, C=engine.settings.probe_C),
                        atol=1e-6)
@@ -318,14 +319,14 @@ def test_the_probe_climbs_rungs_while_time_allows(data: tuple[AutoDLDataset, Aut
     engine.train(train.get_dataset(), remaining_time_budget=600)
     engine.test(test.get_dataset(), remaining_time_budget=600)
     engine.train(train.get_dataset(), remaining_time_budget=600)  # nothing fits 0 s: the cheapest rung first
-    assert engine.rung == (32, False) and engine.phase is Phase.PROBE  # a better rung is affordable
+    assert engine.rung == (32, False, 0) and engine.phase is Phase.PROBE  # a better rung is affordable
     engine.test(test.get_dataset(), remaining_time_budget=600)
     engine.train(train.get_dataset(), remaining_time_budget=600)
-    assert engine.rung == (48, True) and "probe@48+flip" in engine.predictors and engine.phase is Phase.PREPARE
-    assert set(engine.val_features) == {(32, False), (48, True)}
+    assert engine.rung == (48, True, 0) and "probe@48+flip" in engine.predictors and engine.phase is Phase.PREPARE
+    assert set(engine.val_features) == {(32, False, 0), (48, True, 0)}
     engine.pending = Answer({"probe": 0.5, "probe@48+flip": 0.5}, engine.predictors["probe"].val, 0.0, label="both")
     engine.test(test.get_dataset(), remaining_time_budget=600)
-    assert set(engine._features_cache) == {(32, False), (48, True)}  # each rung's test features, computed once
+    assert set(engine._features_cache) == {(32, False, 0), (48, True, 0)}  # each rung's test features, computed once
 
 
 def test_the_probe_can_climb_one_side_at_a_time(data: tuple[AutoDLDataset, AutoDLDataset]) -> None:
@@ -338,7 +339,7 @@ def test_the_probe_can_climb_one_side_at_a_time(data: tuple[AutoDLDataset, AutoD
         engine.test(test.get_dataset(), remaining_time_budget=600)
         if engine.rung is not None and engine.rung not in climbed:
             climbed.append(engine.rung)
-    assert climbed == [(32, False), (40, False), (48, False), (48, True)] and engine.phase is Phase.PREPARE
+    assert climbed == [(32, False, 0), (40, False, 0), (48, False, 0), (48, True, 0)] and engine.phase is Phase.PREPARE
     with pytest.raises(ValueError, match="The 'probe_climb' setting must be 'best' or 'step'"):
         RuntimeSettings(probe_climb="up")
 
@@ -351,31 +352,41 @@ def test_a_flipped_rung_reuses_the_plain_features_of_its_side(data: tuple[AutoDL
     extractor = engine.probe_extractor
     calls: list[dict[str, object]] = []
     extract = extractor.extract
+    now = [1000.0]  # the engine's clock: 10 ms per sample and pass, so that measured rates do not depend on load
+
+    class FakeTime:
+        @staticmethod
+        def time() -> float:
+            now[0] += 1e-6
+            return now[0]
 
     def spy(x: np.ndarray, **kwargs: object) -> np.ndarray:
         calls.append({"n": len(x), **kwargs})
+        now[0] += 0.01 * len(x)
         return extract(x, **kwargs)
 
+    monkeypatch.setattr(engine_module, "time", FakeTime)
     monkeypatch.setattr(extractor, "extract", spy)
     for _ in range(4):
         engine.train(train.get_dataset(), remaining_time_budget=600)
         engine.test(test.get_dataset(), remaining_time_budget=600)
-        if engine.rung == (48, False):
+        if engine.rung == (48, False, 0):
             break
-    assert engine.rung == (48, False)
-    engine._test_features((48, False))
+    assert engine.rung == (48, False, 0)
+    engine._test_features((48, False, 0))
     # every part (sample, validation, test) has its plain features: the flipped rung costs one pass, not two
-    assert engine._rung_cost((48, True)) == pytest.approx(engine._rung_cost((48, False)))
+    assert engine._rung_cost((48, True, 0)) == pytest.approx(engine._rung_cost((48, False, 0)))
     calls.clear()
     engine.train(train.get_dataset(), remaining_time_budget=600)
     engine.test(test.get_dataset(), remaining_time_budget=600)
-    assert engine.rung == (48, True)
-    engine._test_features((48, True))
+    assert engine.rung == (48, True, 0)
+    engine._test_features((48, True, 0))
     assert calls and all(c.get("mirrored") and not c.get("flip") for c in calls if c.get("resolution") == 48)
-    scale = np.abs(engine.val_features[(48, False)]).max()
-    for got, x in ((engine.val_features[(48, True)], engine.val_x), (engine._features_cache[(48, True)], engine.test_x)):
+    scale = np.abs(engine.val_features[(48, False, 0)]).max()
+    for got, x in ((engine.val_features[(48, True, 0)], engine.val_x), (engine._features_cache[(48, True, 0)], engine.test_x)):
         assert np.abs(got - extract(x, resolution=48, flip=True)).max() <= 1e-4 * scale  # the same average
-    assert engine.probe_rates[(48, True)] < engine.probe_rates[(48, False)]  # the rung's rate counts both passes
+    # the rung's rate counts both passes (one ran): half the plain rate, as the refit will pay both for new samples
+    assert engine.probe_rates[(48, True, 0)] == pytest.approx(engine.probe_rates[(48, False, 0)] / 2, rel=1e-3)
 
 
 def test_no_time_for_a_better_rung_goes_on(data: tuple[AutoDLDataset, AutoDLDataset]) -> None:
@@ -384,7 +395,7 @@ def test_no_time_for_a_better_rung_goes_on(data: tuple[AutoDLDataset, AutoDLData
     engine.train(train.get_dataset(), remaining_time_budget=600)
     engine.test(test.get_dataset(), remaining_time_budget=600)
     engine.train(train.get_dataset(), remaining_time_budget=600)
-    assert engine.rung == (32, False) and engine.phase is Phase.PREPARE and list(engine.probes) == ["probe"]
+    assert engine.rung == (32, False, 0) and engine.phase is Phase.PREPARE and list(engine.probes) == ["probe"]
 
 
 def test_a_stall_fits_a_better_probe_before_the_next_configuration(
@@ -395,12 +406,131 @@ def test_a_stall_fits_a_better_probe_before_the_next_configuration(
     for _ in range(3):
         engine.train(train.get_dataset(), remaining_time_budget=600)
         engine.test(test.get_dataset(), remaining_time_budget=600)
-    assert engine.phase is Phase.FINE_TUNE and engine.rung == (32, False)
+    assert engine.phase is Phase.FINE_TUNE and engine.rung == (32, False, 0)
     engine._next_configuration(stalled=True)
     assert engine.phase is Phase.PROBE and engine.late_rung and len(engine.candidates) == 1
     engine.train(train.get_dataset(), remaining_time_budget=600)
-    assert engine.rung == (48, False) and "probe@48" in engine.predictors and not engine.late_rung
+    assert engine.rung == (48, False, 0) and "probe@48" in engine.predictors and not engine.late_rung
     assert engine.phase is Phase.PREPARE  # then the next configuration
-    assert len(engine.val_features[(48, False)]) == len(engine.val_y)
+    assert len(engine.val_features[(48, False, 0)]) == len(engine.val_y)
     engine.train(train.get_dataset(), remaining_time_budget=600)
     assert engine.phase is Phase.FINE_TUNE and engine.faults == []
+
+
+class _Failing(FeatureExtractor):
+    """A companion network that fails once it is read in earnest (its timing on a few samples works)."""
+
+    def extract(self, x: np.ndarray, **kwargs: object) -> np.ndarray:  # type: ignore[override]
+        if len(x) > 8:
+            raise RuntimeError("companion out of memory")
+        return super().extract(x, **kwargs)
+
+
+def _with_companion(n: int, companion: FeatureExtractor, **settings: object) -> AnytimeEngine:
+    return _engine(n, [CONFIG], companions=((companion.info.backbone, lambda: companion),), **settings)
+
+
+def test_a_companion_probe_follows_the_climb(data: tuple[AutoDLDataset, AutoDLDataset]) -> None:
+    train, test = data
+    companion = FeatureExtractor("resnet18", None, resolution=32, seed=1)
+    engine = _with_companion(60, companion, probe_resolutions=(32,), probe_first_seconds=0.0, probe_share=0.9,
+                             cv_folds=0)
+    for _ in range(3):  # pixels; the probe at 32 px; its flipped rung
+        engine.train(train.get_dataset(), remaining_time_budget=600)
+        engine.test(test.get_dataset(), remaining_time_budget=600)
+    assert engine.rung == (32, True, 0) and engine.phase is Phase.PROBE  # a companion is due
+    assert engine.extractors[1] is None  # not built before it is timed
+    engine.train(train.get_dataset(), remaining_time_budget=600)
+    name = "probe@32+flip+resnet18"
+    probe, rungs = engine.probes[name]
+    assert rungs == ((32, True, 0), (32, True, 1)) and engine.rung == (32, True, 0)  # the probe's own rung stays
+    assert engine.phase is Phase.PREPARE and engine._companion_rung() is None  # each companion once
+    own, other = engine.probe_extractor.info.feature_dim, companion.info.feature_dim
+    joined = np.concatenate([engine.val_features[(32, True, 0)], engine.val_features[(32, True, 1)]], axis=1)
+    assert joined.shape == (len(engine.val_y), own + other)
+    assert np.allclose(engine.predictors[name].val, probe.predict(joined))
+    # test inputs: the same features, each network's flipped average, side by side
+    test_joined = np.concatenate([engine.probe_extractor.extract(engine.test_x, resolution=32, flip=True),
+                                  companion.extract(engine.test_x, resolution=32, flip=True)], axis=1)
+    assert np.allclose(engine.predictors[name].test_predictions(), probe.predict(test_joined), atol=1e-5)
+    # the validation set grows for the companion's rung too
+    x, y = engine._decode_training_set(train.get_dataset(), available=600)
+    engine._grow_validation(x, y, available=600)
+    assert all(len(f) == len(engine.val_y) for f in engine.val_features.values())
+    assert len(engine.predictors[name].val) == len(engine.val_y)
+
+
+def test_companions_off_is_the_flow_before_them(data: tuple[AutoDLDataset, AutoDLDataset]) -> None:
+    train, test = data
+    engine = _with_companion(60, FeatureExtractor("resnet18", None, resolution=32, seed=1), probe_resolutions=(32,),
+                             probe_first_seconds=0.0, probe_share=0.9, probe_companions="off")
+    for _ in range(3):
+        engine.train(train.get_dataset(), remaining_time_budget=600)
+        engine.test(test.get_dataset(), remaining_time_budget=600)
+    assert engine.phase is Phase.PREPARE and list(engine.probes) == ["probe", "probe@32+flip"]
+    assert not any(rung[2] for rung in engine.val_features)
+
+
+def test_a_companion_that_fails_leaves_the_probe_standing(data: tuple[AutoDLDataset, AutoDLDataset]) -> None:
+    train, test = data
+    engine = _with_companion(60, _Failing("resnet18", None, resolution=32, seed=1), probe_resolutions=(32,),
+                             probe_flip=False, probe_first_seconds=0.0, probe_share=0.9)
+    for _ in range(3):
+        engine.train(train.get_dataset(), remaining_time_budget=600)
+        engine.test(test.get_dataset(), remaining_time_budget=600)
+    assert [f.error for f in engine.faults] == ["RuntimeError: companion out of memory"]
+    assert engine.failed_nets == {1} and engine._companion_rung() is None and engine.phase is Phase.PREPARE
+    assert list(engine.probes) == ["probe"] and engine.answer.recipe in ({"probe": 1.0}, {"pixels": 1.0})
+    engine.train(train.get_dataset(), remaining_time_budget=600)
+    assert engine.phase is Phase.FINE_TUNE  # fine-tuning goes on
+
+
+def test_a_stall_reads_a_companion_when_the_climb_is_over(data: tuple[AutoDLDataset, AutoDLDataset]) -> None:
+    train, test = data
+    engine = _with_companion(60, FeatureExtractor("resnet18", None, resolution=32, seed=1), probe_resolutions=(32,),
+                             probe_flip=False, probe_first_seconds=0.0, probe_share=0.0, probe_late_share=0.9,
+                             cv_folds=0)
+    engine.candidates.append(CONFIG)
+    for _ in range(3):
+        engine.train(train.get_dataset(), remaining_time_budget=600)
+        engine.test(test.get_dataset(), remaining_time_budget=600)
+    assert engine.phase is Phase.FINE_TUNE and list(engine.probes) == ["probe"]  # no share before fine-tuning
+    engine._next_configuration(stalled=True)
+    assert engine.phase is Phase.PROBE and engine.late_rung
+    engine.train(train.get_dataset(), remaining_time_budget=600)
+    assert "probe+resnet18" in engine.predictors and not engine.late_rung and engine.phase is Phase.PREPARE
+    assert engine._companion_rung() is None and engine.faults == []
+
+
+def test_a_companion_that_cannot_be_built_is_dropped_in_any_phase(data: tuple[AutoDLDataset, AutoDLDataset]) -> None:
+    train, test = data
+
+    def broken() -> FeatureExtractor:
+        return FeatureExtractor("resnet18", "/nowhere/resnet18-imagenet.pt", resolution=32)
+
+    engine = _engine(60, [CONFIG, CONFIG], companions=(("resnet18", broken),), probe_resolutions=(32,),
+                     probe_flip=False, probe_first_seconds=0.0, probe_share=0.0, probe_late_share=0.9)
+    for _ in range(3):
+        engine.train(train.get_dataset(), remaining_time_budget=600)
+        engine.test(test.get_dataset(), remaining_time_budget=600)
+    assert engine.phase is Phase.FINE_TUNE and engine.failed_nets == {1}  # timed, failed, the run goes on
+    assert [f.config for f in engine.faults] == ["resnet18"] and "resnet18-imagenet.pt" in engine.faults[0].error
+    engine._next_configuration(stalled=True)  # asked again after a stall: not rebuilt, no new fault
+    assert engine.phase is Phase.PREPARE and len(engine.faults) == 1
+
+
+@pytest.mark.parametrize("mode, due_below_top", [("top", False), ("any", True), ("off", False)])
+def test_companions_wait_for_the_top_side_by_default(data: tuple[AutoDLDataset, AutoDLDataset], mode: str,
+                                                     due_below_top: bool) -> None:
+    train, test = data
+    engine = _with_companion(60, FeatureExtractor("resnet18", None, resolution=32, seed=1),
+                             probe_resolutions=(32, 48), probe_first_seconds=0.0, probe_companions=mode)
+    engine.train(train.get_dataset(), remaining_time_budget=600)
+    engine.test(test.get_dataset(), remaining_time_budget=600)
+    engine.train(train.get_dataset(), remaining_time_budget=600)  # the probe at 32 px; no share for 48 px
+    assert engine.rung == (32, False, 0) and engine._companion_due() is due_below_top
+    assert engine.phase is (Phase.PROBE if due_below_top else Phase.PREPARE)
+    engine.rung = (48, False, 0)  # as if the climb had reached the top side
+    assert engine._companion_due() is (mode != "off")
+    with pytest.raises(ValueError, match="The 'probe_companions' setting must be 'off', 'top' or 'any'"):
+        RuntimeSettings(probe_companions="on")
