@@ -253,7 +253,6 @@ class AnytimeEngine:
         self.selected = False
         self.late_rung = False  # the current PROBE phase follows a stall
         self.failed_nets: set[int] = set()  # companion networks that failed: never read again
-        self._fitting: int | None = None  # the companion network being read (for the fault boundary)
 
     @property
     def done_training(self) -> bool:
@@ -416,23 +415,21 @@ class AnytimeEngine:
     def _companion_rung(self) -> Rung | None:
         """The next companion network at the probe's current rung (`probe_companions`): the first one not yet
         read there (nor failed), when it costs at most the share of the time left (`_share_budget`)."""
-        if not self._companion_due():
-            return None
-        side, flip, _ = self.rung
-        for net in range(1, len(self.extractors)):
-            rung = (side, flip, net)
-            if rung in self.val_features or net in self.failed_nets:
-                continue
+        for rung in self._companions_due():
             try:  # builds and times the network: a failure here drops it wherever this is asked (after a stall too)
                 cost = self._rung_cost(rung)
             except Exception as exc:  # noqa: BLE001 - a companion is an optimisation; the probe's answers stand
-                self.failed_nets.add(net)
-                self.faults.append(Fault(self.phase.value, self.network_names[net], f"{type(exc).__name__}: {exc}"))
-                logger.error("[fault] companion %s failed (%s: %s); going on without it", self.network_names[net],
-                             type(exc).__name__, exc, exc_info=exc)
+                self._drop_companion(rung[2], exc)
                 continue
             return rung if cost <= self._share_budget() else None
         return None
+
+    def _drop_companion(self, net: int, exc: Exception) -> None:
+        """Record a companion network's failure (in any phase); it is never read again, the probe's answers stand."""
+        self.failed_nets.add(net)
+        self.faults.append(Fault(self.phase.value, self.network_names[net], f"{type(exc).__name__}: {exc}"))
+        logger.error("[fault] companion %s failed (%s: %s); going on without it", self.network_names[net],
+                     type(exc).__name__, exc, exc_info=exc)
 
     def _network(self, net: int) -> FeatureExtractor:
         """Frozen network `net`, built on first use."""
@@ -440,15 +437,15 @@ class AnytimeEngine:
             self.extractors[net] = self._factories[net]()
         return self.extractors[net]
 
-    def _companion_due(self) -> bool:
-        """Whether a companion network is still to be read at the probe's rung (not timed: cheap); with
-        `probe_companions` "top" only once the climb has reached the largest side."""
+    def _companions_due(self) -> list[Rung]:
+        """The companion rungs still to be read at the probe's rung (not timed: cheap); with `probe_companions`
+        "top" only once the climb has reached the largest side."""
         mode = self.settings.probe_companions
         if mode == "off" or self.rung is None or (mode == "top" and self.rung[0] < self._rung_options()[0][0]):
-            return False
+            return []
         side, flip, _ = self.rung
-        return any((side, flip, net) not in self.val_features and net not in self.failed_nets
-                   for net in range(1, len(self.extractors)))
+        return [(side, flip, net) for net in range(1, len(self.extractors))
+                if (side, flip, net) not in self.val_features and net not in self.failed_nets]
 
     def _read_rung(self, rung: Rung) -> tuple[np.ndarray, float]:
         """A rung's features of the first sample (kept) and of the validation set; returns the sample's
@@ -486,7 +483,7 @@ class AnytimeEngine:
         elif companion is not None:
             self._fit_companion(companion)
         if (rung is None and companion is None) or self.late_rung or (
-                self._better_rung() is None and not self._companion_due()):
+                self._better_rung() is None and not self._companions_due()):
             self.late_rung = False
             self.phase = Phase.PREPARE if self.candidates else Phase.DONE
         return rung is not None or companion is not None
@@ -502,8 +499,6 @@ class AnytimeEngine:
         name = "probe" if self.rung is None else f"probe@{side}" + ("+flip" if flip else "")
         self.rung = rung
         self.probes[name] = (self.probe, (rung,))
-        # the decoded training set starts with the sample's training part, in order: the refit reuses these
-        self.sample_features = features[np.sort(self.train_idx)]
         oof = self._out_of_fold(features, self.sample_y, C=self.settings.probe_C) if self.cv_folds else None
         self._add_probe_predictor(name, oof)
         self._consider([name], prefer_new=not self.late_rung)  # a late rung must beat the network's answers
@@ -517,8 +512,11 @@ class AnytimeEngine:
         two networks' features classify better than either's (`benchmarks/probe_backbones.py`)."""
         side, flip, net = rung
         start = time.time()
-        self._fitting = net
-        features, extracted = self._read_rung(rung)
+        try:
+            features, extracted = self._read_rung(rung)
+        except Exception as exc:  # noqa: BLE001 - a companion is an optimisation; the probe's answers stand
+            self._drop_companion(net, exc)
+            return
         rungs = (self.rung, rung)
         joined = np.concatenate([self.sample_features_by_rung[self.rung], features], axis=1)
         probe = self._linear(C=self.settings.probe_C).fit(joined[self.fit_idx], self.sample_y[self.fit_idx])
@@ -527,7 +525,6 @@ class AnytimeEngine:
         self.probes[name] = (probe, rungs)
         oof = self._out_of_fold(joined, self.sample_y, C=self.settings.probe_C) if self.cv_folds else None
         self._add_probe_predictor(name, oof)
-        self._fitting = None
         self._consider([name], prefer_new=not self.late_rung)
         logger.info("[train] %s (%d px%s, companion %s) on %d samples in %.1f s (features %.1f s; estimated %.1f s "
                     "with the test set) (validation NAUC %.3f)", name, side, ", flipped too" if flip else "",
@@ -654,9 +651,11 @@ class AnytimeEngine:
         if self.pixel_model is not None:
             self._fit_pixel_model(x[idx], y[idx], name="pixels-refit")
             names.append("pixels-refit")
-        # x starts with the first sample's training part, whose probe features exist already (idx is sorted)
-        known = idx[idx < len(self.sample_features)]
-        features = np.concatenate([self.sample_features[known],
+        # x starts with the first sample's training part, in order, whose probe features exist already (idx is
+        # sorted)
+        sample_features = self.sample_features_by_rung[self.rung][np.sort(self.train_idx)]
+        known = idx[idx < len(sample_features)]
+        features = np.concatenate([sample_features[known],
                                    self.probe_extractor.extract(x[idx[len(known):]], resolution=side, flip=flip)])
         self.probe = self._linear(C=self.settings.probe_C).fit(features, y[idx])
         name = next(n for n, (_, r) in reversed(self.probes.items()) if r == (self.rung,)) + "-refit"
@@ -869,9 +868,6 @@ class AnytimeEngine:
     def _fault(self, exc: BaseException) -> None:
         """Log and record a failure, drop the failed configuration (or the probe), and go on with what is left."""
         if self.phase is Phase.PROBE:  # the probe network failed: the pixel model's answer stands
-            if self._fitting is not None:  # a companion network failed: the probe's answers stand
-                self.failed_nets.add(self._fitting)
-                self._fitting = None
             self.faults.append(Fault(self.phase.value, "probe", f"{type(exc).__name__}: {exc}"))
             logger.error("[fault] the probe failed (%s: %s); going on without it", type(exc).__name__, exc,
                          exc_info=exc)

@@ -528,9 +528,9 @@ def test_companions_wait_for_the_top_side_by_default(data: tuple[AutoDLDataset, 
     engine.train(train.get_dataset(), remaining_time_budget=600)
     engine.test(test.get_dataset(), remaining_time_budget=600)
     engine.train(train.get_dataset(), remaining_time_budget=600)  # the probe at 32 px; no share for 48 px
-    assert engine.rung == (32, False, 0) and engine._companion_due() is due_below_top
+    assert engine.rung == (32, False, 0) and bool(engine._companions_due()) is due_below_top
     assert engine.phase is (Phase.PROBE if due_below_top else Phase.PREPARE)
     engine.rung = (48, False, 0)  # as if the climb had reached the top side
-    assert engine._companion_due() is (mode != "off")
+    assert bool(engine._companions_due()) is (mode != "off")
     with pytest.raises(ValueError, match="The 'probe_companions' setting must be 'off', 'top' or 'any'"):
         RuntimeSettings(probe_companions="on")
