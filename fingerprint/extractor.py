@@ -17,7 +17,7 @@ from learner import _triton_guard  # noqa: F401  (before torch)
 import torch  # noqa: E402
 
 from learner.backbones import get_backbone  # noqa: E402
-from learner.data import to_float_batch  # noqa: E402
+from learner.data import DEFAULT_FORWARD_ACTIVATIONS, forward_batch, to_float_batch  # noqa: E402
 from learner.video import sample_frames  # noqa: E402
 
 __all__ = ["ExtractorInfo", "FeatureExtractor", "file_digest"]
@@ -56,10 +56,14 @@ class FeatureExtractor:
         resolution: input side.
         frames: frames per clip (uniformly spaced) for videos.
         seed: the random initialisation's seed when `weights_file` is None.
+        batch_size: samples per forward pass at most; on a CPU also at most `batch_activations` float elements
+            in the network's largest layer output (`learner.data.forward_batch`; 0: `batch_size` samples whatever
+            their side).
     """
 
     def __init__(self, backbone: str = "resnet18", weights_file: str | None = None, *, resolution: int = 112,
-                 frames: int = 4, seed: int = 0, device: torch.device | None = None, batch_size: int = 64):
+                 frames: int = 4, seed: int = 0, device: torch.device | None = None, batch_size: int = 64,
+                 batch_activations: int | None = DEFAULT_FORWARD_ACTIVATIONS):
         torch.manual_seed(seed)
         self.device = device or torch.device("cuda" if torch.cuda.is_available() else "cpu")
         self.model = get_backbone(backbone, num_classes=1, weights_file=weights_file, random_init=weights_file is None)
@@ -67,6 +71,7 @@ class FeatureExtractor:
         for p in self.model.parameters():
             p.requires_grad_(False)
         self.resolution, self.frames, self.batch_size = resolution, frames, batch_size
+        self.batch_activations = batch_activations
         weights = file_digest(weights_file) if weights_file else f"random-{seed}"
         self.info = ExtractorInfo(backbone=backbone, weights=weights, resolution=resolution,
                                   feature_dim=self.model.spec.feature_dim)
@@ -85,8 +90,11 @@ class FeatureExtractor:
             raise ValueError("extract: 'flip' and 'mirrored' exclude each other")
         side = resolution or self.resolution
         out = []
-        for i in range(0, len(x), self.batch_size):
-            chunk = _rgb(x[i:i + self.batch_size])
+        step = forward_batch(self.batch_size, side, self.frames if x.shape[1] > 1 else 1,
+                             per_pixel=self.model.activations_per_pixel(), activations=self.batch_activations,
+                             device=self.device)
+        for i in range(0, len(x), step):
+            chunk = _rgb(x[i:i + step])
             m = 1
             if chunk.shape[1] > 1:
                 chunk = sample_frames(chunk, self.frames, "uniform")

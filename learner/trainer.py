@@ -21,7 +21,8 @@ import torch.nn.functional as F  # noqa: E402
 
 from learner.backbones import Backbone, get_backbone, weights_path  # noqa: E402
 from learner.config import TrainConfig  # noqa: E402
-from learner.data import TrainSet, augment, is_multilabel, to_float_batch  # noqa: E402
+from learner.data import (DEFAULT_FORWARD_ACTIVATIONS, TrainSet, augment, forward_batch, is_multilabel,  # noqa: E402
+                          to_float_batch)
 from learner.video import average_frames, sample_frames  # noqa: E402
 
 __all__ = ["TrainStats", "Trainer", "DivergenceError", "default_device"]
@@ -57,12 +58,15 @@ class Trainer:
         device: defaults to CUDA when available.
         seed: seeds sampling, augmentation and the head's initialisation.
         max_divergences: consecutive non-finite losses after which `train_for` raises DivergenceError.
+        batch_activations: float elements of the largest layer output in one inference pass on a CPU at most
+            (`learner.data.forward_batch`; 0: the caller's batch size whatever the side).
     """
 
     def __init__(self, config: TrainConfig, *, num_classes: int, in_channels: int = 3, weights_dir: str | None = None,
                  multilabel: bool | None = None, device: torch.device | None = None, seed: int = 0,
-                 max_divergences: int = 5):
+                 max_divergences: int = 5, batch_activations: int | None = DEFAULT_FORWARD_ACTIVATIONS):
         self.config = config
+        self.batch_activations = batch_activations  # inference passes on a CPU: `learner.data.forward_batch`
         self.device = device or default_device()
         self.multilabel = multilabel
         torch.manual_seed(seed)
@@ -192,8 +196,11 @@ class Trainer:
     def _outputs(self, x: np.ndarray, batch_size: int, features: bool) -> np.ndarray:
         self.model.eval()
         outputs = []
-        for i in range(0, len(x), batch_size):
-            frames, m = self._frames(x[i:i + batch_size], training=False)
+        step = forward_batch(batch_size, self.config.resolution, self.config.frames_per_clip if x.shape[1] > 1 else 1,
+                             per_pixel=self.model.activations_per_pixel(), activations=self.batch_activations,
+                             device=self.device)
+        for i in range(0, len(x), step):
+            frames, m = self._frames(x[i:i + step], training=False)
             batch = to_float_batch(frames, self.device, self.config.resolution)
             with torch.autocast(device_type=self.device.type, dtype=torch.float16, enabled=self.amp):
                 if features:
@@ -206,7 +213,8 @@ class Trainer:
 
     def predict(self, x: np.ndarray, batch_size: int = 128) -> np.ndarray:
         """Probabilities float32 `[N, K]` for uint8 `[N, T, H, W, C]`, in input order; for a clip,
-        the mean of its frames' probabilities."""
+        the mean of its frames' probabilities. `batch_size` samples per pass at most (fewer on a CPU:
+        `batch_activations`)."""
         out = self._outputs(x, batch_size, features=False)
         if not np.isfinite(out).all():
             raise FloatingPointError("the model produced non-finite predictions")

@@ -97,7 +97,8 @@ class AnytimeClassifier:
     # -- bundle ---------------------------------------------------------------------------------
     def _extractor(self, spec: FingerprintSpec) -> FeatureExtractor:
         weights = os.path.join(self.weights_dir, spec.weights) if spec.weights else None
-        return FeatureExtractor(spec.backbone, weights, resolution=spec.resolution, frames=spec.frames, seed=spec.seed)
+        return FeatureExtractor(spec.backbone, weights, resolution=spec.resolution, frames=spec.frames, seed=spec.seed,
+                                batch_activations=self.settings.forward_activations)
 
     def _check_configs(self) -> None:
         """Load every configuration and build each (backbone, weights) pair once: what cannot run is
@@ -163,10 +164,11 @@ class AnytimeClassifier:
     # -- selection ------------------------------------------------------------------------------
     def _rank(self, x: np.ndarray, y: np.ndarray) -> list[TrainConfig]:
         """Fingerprint a random batch of the first sample; the usable configurations in the order of
-        the known datasets' ranking, the default last."""
+        the known datasets' ranking, the default last. The batch is drawn by a generator of its own (the
+        seed's), so that the choice depends on the data alone, not on how much randomness earlier work drew."""
+        rng = np.random.default_rng(self.settings.seed)
         batch = self.extractor.extract(
-            x[np.sort(self.engine.rng.choice(len(x), size=min(self.settings.fingerprint_batch, len(x)),
-                                             replace=False))])
+            x[np.sort(rng.choice(len(x), size=min(self.settings.fingerprint_batch, len(x)), replace=False))])
         if len(batch) < self.selector.min_batch:
             logger.warning("[select] %d samples are too few for the selector: default configuration", len(batch))
             return self._default_candidates()

@@ -224,7 +224,8 @@ class AnytimeEngine:
         self.clock = Clock()
         self.phase = Phase.FIRST_ANSWER
         self.faults: list[Fault] = []
-        self.rng = np.random.default_rng(self.settings.seed)
+        self.rng = np.random.default_rng(self.settings.seed)  # samples (the refit's)
+        self.bootstrap_rng = np.random.default_rng([self.settings.seed, 1])  # the decisions' resamples, apart
         self.probe: LinearProbe | None = None  # the latest probe (of rung `self.rung`)
         self.rung: Rung | None = None  # the probe's rung (its own network: net 0)
         # every probe fitted, by predictor name, with the rungs whose features it reads (concatenated)
@@ -357,7 +358,7 @@ class AnytimeEngine:
         if plain not in self.probe_rates:
             few = self.sample_x[:8]
             extractor = self._network(net)
-            extractor.extract(few[:2], resolution=side)  # warm-up: the first call of a shape is slow
+            extractor.extract(few, resolution=side)  # warm-up: the first pass of a shape is slow (a pass may be 4)
             tick = time.time()
             extractor.extract(few, resolution=side)
             self.probe_rates[plain] = len(few) / max(time.time() - tick, 1e-4)
@@ -491,7 +492,7 @@ class AnytimeEngine:
     def _fit_rung(self, rung: Rung) -> None:
         """The probe at a rung of its own network."""
         side, flip, _ = rung
-        start = time.time()
+        start, estimate = time.time(), self._rung_cost(rung)  # the estimate the choice used (rates timed already)
         features, extracted = self._read_rung(rung)
         tick = time.time()
         self.probe = self._linear(C=self.settings.probe_C).fit(features[self.fit_idx], self.sample_y[self.fit_idx])
@@ -502,9 +503,9 @@ class AnytimeEngine:
         oof = self._out_of_fold(features, self.sample_y, C=self.settings.probe_C) if self.cv_folds else None
         self._add_probe_predictor(name, oof)
         self._consider([name], prefer_new=not self.late_rung)  # a late rung must beat the network's answers
-        logger.info("[train] %s (%d px%s) on %d samples in %.1f s (features %.1f s; estimated %.1f s with the "
-                    "test set) (validation NAUC %.3f); configuration %s", name, side,
-                    ", flipped too" if flip else "", len(self.fit_idx), time.time() - start, extracted,
+        logger.info("[train] %s (%d px%s) on %d samples in %.1f s (features %.1f s; with the test set estimated "
+                    "%.1f s before, %.1f s now) (validation NAUC %.3f); configuration %s", name, side,
+                    ", flipped too" if flip else "", len(self.fit_idx), time.time() - start, extracted, estimate,
                     self._rung_cost(rung), self.predictors[name].val_score, self._name(self.config))
 
     def _fit_companion(self, rung: Rung) -> None:
@@ -513,6 +514,7 @@ class AnytimeEngine:
         side, flip, net = rung
         start = time.time()
         try:
+            estimate = self._rung_cost(rung)  # the estimate the choice used (`_companion_rung` timed it)
             features, extracted = self._read_rung(rung)
         except Exception as exc:  # noqa: BLE001 - a companion is an optimisation; the probe's answers stand
             self._drop_companion(net, exc)
@@ -526,10 +528,10 @@ class AnytimeEngine:
         oof = self._out_of_fold(joined, self.sample_y, C=self.settings.probe_C) if self.cv_folds else None
         self._add_probe_predictor(name, oof)
         self._consider([name], prefer_new=not self.late_rung)
-        logger.info("[train] %s (%d px%s, companion %s) on %d samples in %.1f s (features %.1f s; estimated %.1f s "
-                    "with the test set) (validation NAUC %.3f)", name, side, ", flipped too" if flip else "",
-                    self.network_names[net], len(self.fit_idx), time.time() - start, extracted,
-                    self._rung_cost(rung), self.predictors[name].val_score)
+        logger.info("[train] %s (%d px%s, companion %s) on %d samples in %.1f s (features %.1f s; with the test set "
+                    "estimated %.1f s before, %.1f s now) (validation NAUC %.3f)", name, side,
+                    ", flipped too" if flip else "", self.network_names[net], len(self.fit_idx), time.time() - start,
+                    extracted, estimate, self._rung_cost(rung), self.predictors[name].val_score)
 
     def _select(self) -> None:
         if self.select is None or self.selected:
@@ -573,7 +575,7 @@ class AnytimeEngine:
                 return
         self.trainer = Trainer(c, num_classes=self.num_classes, in_channels=self.train_data.x.shape[-1],
                                weights_dir=self.weights_dir if c.weights else None, multilabel=self.multilabel,
-                               seed=s.seed, max_divergences=s.max_divergences)
+                               seed=s.seed, max_divergences=s.max_divergences, batch_activations=s.forward_activations)
         self.trainer.set_train_data(self.train_data)
         self.net_best, self.stale_rounds, self.slice = -np.inf, 0, s.first_slice
         self.phase = Phase.FINE_TUNE
@@ -763,7 +765,7 @@ class AnytimeEngine:
         pool = np.arange(len(self.val_y)) if rows is None else rows
         wins = total = 0.0
         for _ in range(self.settings.bootstrap):
-            idx = pool[self.rng.integers(0, len(pool), len(pool))]
+            idx = pool[self.bootstrap_rng.integers(0, len(pool), len(pool))]
             try:
                 diff = nauc(self.val_y[idx], challenger[idx]) - nauc(self.val_y[idx], current[idx])
             except ScoringError:  # a resample without both classes in any column says nothing

@@ -84,6 +84,11 @@ class RuntimeSettings:
         blend: also try blends of the current answer with each new predictor (weights 0.25, 0.5, 0.75).
         next_config_on_stall: when fine-tuning stops improving and time is left, fine-tune the next
             ranked configuration instead of stopping.
+        forward_activations: float elements of a network's largest layer output in one inference pass on a CPU at
+            most (frozen networks' features and the fine-tuned network's predictions; `learner.data.forward_batch`):
+            passes that outgrow the caches run slower (EfficientNet-Lite0 at 224 px: about 4 times faster in passes
+            of 4 images than of 64; `benchmarks/forward_batch.py`). 0: fixed passes of 64 samples (features) and
+            128 (predictions) whatever their side, the flow before.
         seed: randomness of sampling and training.
     """
 
@@ -122,6 +127,7 @@ class RuntimeSettings:
     min_val_choice: int = 50
     blend: bool = True
     next_config_on_stall: bool = True
+    forward_activations: int = 5_000_000  # learner.data.DEFAULT_FORWARD_ACTIVATIONS (not imported: that loads torch)
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -141,6 +147,10 @@ class RuntimeSettings:
                 raise ValueError(f"The {name!r} setting must be >= 0. Got {value!r} instead.")
         if not isinstance(self.min_val_choice, int) or self.min_val_choice < 0:
             raise ValueError(f"The 'min_val_choice' setting must be an int >= 0. Got {self.min_val_choice!r} instead.")
+        if (isinstance(self.forward_activations, bool) or not isinstance(self.forward_activations, int)
+                or self.forward_activations < 0):
+            raise ValueError("The 'forward_activations' setting must be an int >= 0. "
+                             f"Got {self.forward_activations!r} instead.")
         if not isinstance(self.val_samples, int) or self.val_samples < 0:
             raise ValueError(f"The 'val_samples' setting must be an int >= 0. Got {self.val_samples!r} instead.")
         if not isinstance(self.switch_confidence, (int, float)) or not 0 <= self.switch_confidence < 1:

@@ -81,3 +81,26 @@ def test_extract_at_another_side_and_flipped() -> None:
         extractor.extract(x, flip=True, mirrored=True)
     assert not same(extractor.extract(x, resolution=48), plain)
     assert same(extractor.extract(x, resolution=32), plain)
+
+
+def test_passes_are_capped_in_activations_with_the_same_features(monkeypatch: pytest.MonkeyPatch) -> None:
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, (5, 1, 20, 20, 3), dtype=np.uint8)
+    clips = rng.integers(0, 256, (5, 3, 20, 20, 3), dtype=np.uint8)
+    per_pixel = FeatureExtractor("mobilenet_v3_small", None, resolution=32).model.activations_per_pixel()
+    assert per_pixel == 4.5  # its widest layer: 72 channels at a quarter of the side
+    capped = FeatureExtractor("mobilenet_v3_small", None, resolution=32, frames=3,
+                              batch_activations=int(2 * 32 * 32 * per_pixel))
+    whole = FeatureExtractor("mobilenet_v3_small", None, resolution=32, frames=3, batch_activations=0)
+    passes: list[int] = []
+    features = capped.model.features
+    monkeypatch.setattr(capped.model, "features", lambda batch: passes.append(len(batch)) or features(batch))
+    scale = np.abs(whole.extract(images)).max()
+    assert np.abs(capped.extract(images) - whole.extract(images)).max() <= 1e-4 * scale
+    assert passes == [2, 2, 1]  # 2 images of 32 px per pass
+    passes.clear()
+    assert np.abs(capped.extract(clips) - whole.extract(clips)).max() <= 1e-4 * scale
+    assert passes == [3] * 5  # a clip's 3 frames are 3 images: one clip per pass (at least one)
+    passes.clear()
+    capped.extract(images, resolution=16)  # 4 times as many images at half the side
+    assert passes == [5]

@@ -9,7 +9,9 @@ import numpy as np
 import pytest
 
 from learner.config import TrainConfig
-from learner.data import TrainSet, augment, load_test_array, load_train_set, stratified_split, to_float_batch
+from learner.backbones import get_backbone
+from learner.data import (DEFAULT_FORWARD_ACTIVATIONS, TrainSet, augment, forward_batch, load_test_array,
+                          load_train_set, stratified_split, to_float_batch)
 from learner.trainer import Trainer
 from metadata.convert import convert_image_folders
 from metadata.reader import AutoDLDataset
@@ -137,3 +139,28 @@ def test_stratified_split_and_augment() -> None:
 def test_missing_weights_dir_is_an_error() -> None:
     with pytest.raises(ValueError, match="needs weights 'imagenet': pass weights_dir"):
         Trainer(TrainConfig(backbone="resnet18"), num_classes=2)
+
+
+def test_inference_passes_are_capped_in_activations_on_a_cpu() -> None:
+    import torch
+
+    lite = get_backbone("efficientnet_lite0", num_classes=2, random_init=True)
+    assert lite.activations_per_pixel() == 24.0 and lite.training  # 96 channels at half the side; mode kept
+    assert get_backbone("resnet18", num_classes=2, random_init=True).activations_per_pixel() == 16.0
+    cpu, gpu = torch.device("cpu"), torch.device("cuda")
+    assert forward_batch(64, 224, per_pixel=24, device=cpu) == 4 == DEFAULT_FORWARD_ACTIVATIONS // (24 * 224**2)
+    assert forward_batch(64, 64, per_pixel=24, device=cpu) == 50
+    assert forward_batch(64, 64, per_pixel=4.5, device=cpu) == 64  # a lighter network: the caller's batch
+    assert forward_batch(64, 128, 4, per_pixel=24, device=cpu) == 3  # every frame of a clip counts
+    assert forward_batch(64, 4000, per_pixel=24, device=cpu) == 1  # at least one sample
+    assert forward_batch(64, 224, per_pixel=24, device=gpu) == 64 == forward_batch(64, 224, activations=0)
+    x = np.random.default_rng(0).integers(0, 256, (7, 1, 32, 32, 3), dtype=np.uint8)
+    config = TrainConfig(backbone="mobilenet_v3_small", weights=None, resolution=32, batch_size=4)
+    capped = Trainer(config, num_classes=3, device=cpu, batch_activations=int(3 * 32 * 32 * 4.5))
+    whole = Trainer(config, num_classes=3, device=cpu, batch_activations=0)
+    whole.model.load_state_dict(capped.model.state_dict())
+    passes: list[int] = []
+    forward = capped.model.forward
+    capped.model.forward = lambda batch: passes.append(len(batch)) or forward(batch)
+    np.testing.assert_allclose(capped.predict(x), whole.predict(x), rtol=1e-4, atol=1e-6)
+    assert passes == [3, 3, 1]

@@ -184,11 +184,32 @@ def test_companion_networks_from_the_manifest(samples_dir: Path, tmp_path: Path)
         prediction = model.test(test.get_dataset(), remaining_time_budget=600)
     assert "probe+mobilenet_v3_small" in model.engine.predictors and np.isfinite(prediction).all()
     assert model.engine.extractors[1].info.weights == "random-5"  # the manifest's network
-    off = AnytimeClassifier(train.get_metadata(), str(bundle), RuntimeSettings(probe_companions="off"))
-    assert len(off.engine.extractors) == 1
+    assert (model.engine.extractors[1].batch_activations == model.probe_extractor.batch_activations
+            == settings.forward_activations)
+    off = AnytimeClassifier(train.get_metadata(), str(bundle), RuntimeSettings(probe_companions="off",
+                                                                               forward_activations=0))
+    assert len(off.engine.extractors) == 1 and off.probe_extractor.batch_activations == 0
+    assert off.extractor.batch_activations == 0
     # a companion whose weights file is missing makes the bundle unusable, naming the file
     spec = json.loads((bundle / "manifest.json").read_text())
     spec["companions"][0]["weights"] = "mobilenet_v3_small-lost.pt"
     (bundle / "manifest.json").write_text(json.dumps(spec))
     with pytest.raises(ValueError, match="mobilenet_v3_small-lost.pt: missing part"):
         AnytimeClassifier(train.get_metadata(), str(bundle), settings)
+
+
+def test_the_fingerprint_batch_depends_on_the_data_alone(samples_dir: Path, tmp_path: Path) -> None:
+    """Selection draws its batch from a generator of its own: the bootstraps and refits before it (whose number
+    depends on timing) must not change which configuration is chosen."""
+    bundle = make_bundle(tmp_path / "b", {name: str(samples_dir / name) for name in ("miniciao", "Monkeys")})
+    train = AutoDLDataset(str(samples_dir / "miniciao/miniciao.data/train"))
+    model = AnytimeClassifier(train.get_metadata(), str(bundle), RuntimeSettings(fingerprint_batch=8))
+    x = np.random.default_rng(0).integers(0, 256, (40, 1, 32, 32, 3), dtype=np.uint8)
+    y = np.eye(10, dtype=np.float32)[np.arange(40) % 10]
+    batches: list[np.ndarray] = []
+    extract = model.extractor.extract
+    model.extractor.extract = lambda batch, **kw: batches.append(batch) or extract(batch, **kw)
+    model._rank(x, y)
+    model.engine.rng.random(100), model.engine.bootstrap_rng.integers(0, 9, 100)  # as decisions before it would
+    model._rank(x, y)
+    assert len(batches) == 2 and len(batches[0]) == 8 and np.array_equal(batches[0], batches[1])

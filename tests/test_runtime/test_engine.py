@@ -9,6 +9,7 @@ import pytest
 
 from fingerprint.extractor import FeatureExtractor
 from learner.config import TrainConfig
+from learner.data import DEFAULT_FORWARD_ACTIVATIONS
 from metadata.reader import AutoDLDataset
 from runtime.engine import AnytimeEngine, Answer, Phase, _Predictor, pixel_features
 from runtime import engine as engine_module
@@ -47,6 +48,7 @@ def test_phases_follow_the_schedule(data: tuple[AutoDLDataset, AutoDLDataset]) -
     engine.train(train.get_dataset(), remaining_time_budget=58)
     assert engine.phase is Phase.FINE_TUNE and engine.trainer.total_steps > 0 and engine.rounds == 1
     assert "network-1" in engine.predictors
+    assert engine.trainer.batch_activations == engine.settings.forward_activations == DEFAULT_FORWARD_ACTIVATIONS
     assert engine.test_x.shape[1:] == (1, 32, 32, 3) == engine.val_x.shape[1:]  # one storage resolution
     engine.test(test.get_dataset(), remaining_time_budget=50)
     engine.train(train.get_dataset(), remaining_time_budget=7.0)  # too little left beyond the reserve
@@ -233,7 +235,8 @@ def test_settings_file_with_a_bad_value_names_the_file(tmp_path: Path, monkeypat
 @pytest.mark.parametrize("field, value", [("probe_resolutions", (128, 64)), ("probe_resolutions", (8,)),
                                           ("cv_folds", 1), ("probe_share", 1.0), ("probe_first_seconds", -1),
                                           ("probe_C", 0), ("pixel_C", -1.0), ("probe_C", True),
-                                          ("pixel_C", float("inf"))])
+                                          ("pixel_C", float("inf")), ("forward_activations", -1),
+                                          ("forward_activations", 1.5), ("forward_activations", True)])
 def test_bad_probe_and_cv_settings_name_the_setting(field: str, value: object) -> None:
     with pytest.raises(ValueError, match=f"The '{field}' setting must be"):
         RuntimeSettings(**{field: value})
