@@ -17,7 +17,7 @@ from learner import _triton_guard  # noqa: F401  (before torch)
 import torch  # noqa: E402
 
 from learner.backbones import get_backbone  # noqa: E402
-from learner.data import DEFAULT_FORWARD_ACTIVATIONS, forward_batch, to_float_batch  # noqa: E402
+from learner.data import DEFAULT_FORWARD_ACTIVATIONS, inference_batch, to_float_batch  # noqa: E402
 from learner.video import sample_frames  # noqa: E402
 
 __all__ = ["ExtractorInfo", "FeatureExtractor", "file_digest"]
@@ -90,9 +90,7 @@ class FeatureExtractor:
             raise ValueError("extract: 'flip' and 'mirrored' exclude each other")
         side = resolution or self.resolution
         out = []
-        step = forward_batch(self.batch_size, side, self.frames if x.shape[1] > 1 else 1,
-                             per_pixel=self.model.activations_per_pixel(), activations=self.batch_activations,
-                             device=self.device)
+        step = inference_batch(self.model, x, self.batch_size, side, self.frames, self.batch_activations)
         for i in range(0, len(x), step):
             chunk = _rgb(x[i:i + step])
             m = 1

@@ -22,7 +22,7 @@ import torch.nn.functional as F  # noqa: E402
 from metadata.arrays import to_arrays, uint8_batches  # noqa: E402
 
 __all__ = ["TrainSet", "load_train_set", "load_test_array", "stratified_split", "is_multilabel", "to_float_batch",
-           "augment", "forward_batch", "DEFAULT_FORWARD_ACTIVATIONS"]
+           "augment", "forward_batch", "inference_batch", "DEFAULT_FORWARD_ACTIVATIONS"]
 
 logger = logging.getLogger(__name__)
 
@@ -43,6 +43,14 @@ def forward_batch(limit: int, side: int, frames: int = 1, *, per_pixel: float = 
     if not activations or (device is not None and device.type != "cpu"):
         return max(1, limit)
     return max(1, min(limit, int(activations / (per_pixel * side * side * max(1, frames)))))
+
+
+def inference_batch(model: Any, x: np.ndarray, limit: int, side: int, clip_frames: int,
+                    activations: int | None) -> int:
+    """`forward_batch` for a `Backbone` on uint8 `[N, T, H, W, C]` inputs `x` resized to `side`: a clip (T > 1)
+    passes `clip_frames` frames through the network."""
+    return forward_batch(limit, side, clip_frames if x.shape[1] > 1 else 1, per_pixel=model.activations_per_pixel(),
+                         activations=activations, device=model.mean.device)
 
 
 def is_multilabel(y: np.ndarray) -> bool:

@@ -21,7 +21,7 @@ import torch.nn.functional as F  # noqa: E402
 
 from learner.backbones import Backbone, get_backbone, weights_path  # noqa: E402
 from learner.config import TrainConfig  # noqa: E402
-from learner.data import (DEFAULT_FORWARD_ACTIVATIONS, TrainSet, augment, forward_batch, is_multilabel,  # noqa: E402
+from learner.data import (DEFAULT_FORWARD_ACTIVATIONS, TrainSet, augment, inference_batch, is_multilabel,  # noqa: E402
                           to_float_batch)
 from learner.video import average_frames, sample_frames  # noqa: E402
 
@@ -196,9 +196,8 @@ class Trainer:
     def _outputs(self, x: np.ndarray, batch_size: int, features: bool) -> np.ndarray:
         self.model.eval()
         outputs = []
-        step = forward_batch(batch_size, self.config.resolution, self.config.frames_per_clip if x.shape[1] > 1 else 1,
-                             per_pixel=self.model.activations_per_pixel(), activations=self.batch_activations,
-                             device=self.device)
+        step = inference_batch(self.model, x, batch_size, self.config.resolution, self.config.frames_per_clip,
+                               self.batch_activations)
         for i in range(0, len(x), step):
             frames, m = self._frames(x[i:i + step], training=False)
             batch = to_float_batch(frames, self.device, self.config.resolution)

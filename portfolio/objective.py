@@ -131,7 +131,8 @@ def evaluate_config(config: Any, dataset_dir: str, budget: float, *, weights_dir
     probe = probe or {"backbone": config.backbone, "weights": config_weights, "resolution": config.resolution}
     settings = replace(settings or RuntimeSettings(), seed=seed)
     extractor = FeatureExtractor(probe["backbone"], probe.get("weights"), resolution=int(probe["resolution"]),
-                                 frames=config.frames_per_clip, seed=seed, batch_activations=settings.forward_activations)
+                                 frames=config.frames_per_clip, seed=seed,
+                                 batch_activations=settings.forward_activations)
     data = held_out_split(dataset_dir, val_fraction, seed, max_samples)
     side = probe_storage(settings, extractor.resolution, data.matrix_size, data.sequence_size)  # as the Model does
     engine = AnytimeEngine(num_classes=data.num_classes, train_size=data.train_size, probe_extractor=extractor,
