@@ -19,7 +19,7 @@ import tensorflow as tf
 from metadata.errors import RecordError, SampleCountError
 from metadata.reader import AutoDLDataset, locate_bad_record
 
-__all__ = ["Arrays", "to_arrays", "as_tf_dataset", "uint8_batches", "record_error"]
+__all__ = ["Arrays", "to_arrays", "as_tf_dataset", "max_side", "uint8_batches", "record_error"]
 
 logger = logging.getLogger(__name__)
 
@@ -54,10 +54,32 @@ def as_tf_dataset(source: Any) -> tf.data.Dataset:
     raise TypeError(f"expected a tf.data.Dataset or an AutoDL dataset object, got {type(source).__name__}")
 
 
+def max_side(source: Any, max_samples: int) -> int:
+    """The largest height or width of a frame among the first `max_samples` samples (0: none): the static
+    shape when the dataset declares one, else read (decoded, not resized). For choosing a storage side
+    before anything is decoded at it.
+
+    Raises:
+        RecordError: a record that cannot be read or decoded.
+    """
+    ds = source.get_dataset() if isinstance(source, AutoDLDataset) else as_tf_dataset(source)
+    shape = ds.element_spec[0].shape
+    if shape.rank is not None and shape.rank >= 3 and shape[-3] is not None and shape[-2] is not None:
+        return max(int(shape[-3]), int(shape[-2]))
+    side = 0
+    try:
+        for element in ds.take(max_samples):
+            side = max(side, *(int(d) for d in element[0].shape[-3:-1]))
+    except (tf.errors.OpError, ValueError) as exc:
+        raise record_error(source, exc) from exc
+    return side
+
+
 def _float_pipeline(ds: tf.data.Dataset, size: tuple[int, int] | None, dtype: str,
                     antialias: bool) -> tf.data.Dataset:
     """uint8/float32 conversion for datasets that yield float examples in [0, 1]."""
 
+    @tf.autograph.experimental.do_not_convert
     def convert(*element: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
         x, y = element[0], element[-1]  # several matrix bundles: keep the first
         x = tf.convert_to_tensor(x, tf.float32)

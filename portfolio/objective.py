@@ -137,7 +137,8 @@ def evaluate_config(config: Any, dataset_dir: str, budget: float, *, weights_dir
     side = probe_storage(settings, extractor.resolution, data.matrix_size, data.sequence_size)  # as the Model does
     engine = AnytimeEngine(num_classes=data.num_classes, train_size=data.train_size, probe_extractor=extractor,
                            candidates=[config], weights_dir=weights_dir,
-                           storage_resolution=max(config.resolution, extractor.resolution, side), settings=settings,
+                           storage_resolution=max(config.resolution, extractor.resolution, side),
+                           native_size=tuple(data.matrix_size), settings=settings,
                            member_settings={config: member} if member else None)
     if horizon is not None and horizon < budget:
         raise ValueError(f"horizon {horizon:g} s is shorter than the budget {budget:g} s")

@@ -76,7 +76,8 @@ class AnytimeClassifier:
                                     probe_extractor=self.probe_extractor, companions=self.companions,
                                     candidates=candidates,
                                     select=None if s.config or self.selector is None else self._rank,
-                                    weights_dir=self.weights_dir, storage_resolution=max(resolutions), settings=s,
+                                    weights_dir=self.weights_dir, storage_resolution=max(resolutions),
+                                    native_size=tuple(metadata.get_matrix_size()), settings=s,
                                     member_settings=self.member_settings)
 
     # -- the platform calls ---------------------------------------------------------------------

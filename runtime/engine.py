@@ -54,7 +54,7 @@ from fingerprint.extractor import FeatureExtractor
 from learner.config import TrainConfig
 from learner.data import TrainSet, is_multilabel, load_train_set, stratified_split, to_float_batch
 from learner.trainer import Trainer
-from metadata.arrays import to_arrays
+from metadata.arrays import max_side, to_arrays
 from runtime.probe import LinearProbe
 from runtime.settings import RuntimeSettings, member_settings
 from scoring.metrics import ScoringError, nauc
@@ -160,6 +160,7 @@ def _folds(y: np.ndarray, k: int, seed: int, multilabel: bool) -> list[tuple[np.
 
 
 VIDEO_STORAGE = 128  # largest side at which clips are decoded for the probe
+PEEK_SAMPLES = 64  # samples whose size decides the storage side of images of varying size
 
 
 def probe_storage(settings: RuntimeSettings, probe_resolution: int, matrix_size: tuple[int, int],
@@ -199,7 +200,12 @@ class AnytimeEngine:
         select: optional; called once with the first sample `(x, y)` (uint8 `[N,T,H,W,C]`, labels),
             returns the candidates to use instead (a failure keeps `candidates`).
         weights_dir: folder of the configurations' weights files.
-        storage_resolution: side at which every input is decoded and kept.
+        storage_resolution: the largest side any reader of the inputs needs (probe rungs, fingerprint,
+            configurations); every input is decoded once and kept at it, or at the images' own largest side
+            when that is smaller (`store_native`): resizing up when read gives the same input, and decoding
+            28 px digits at 224 px costs the first answer time and memory for nothing.
+        native_size: the images' (rows, cols) when they all share it (the metadata's `matrix_size`); unknown
+            (-1, -1): the largest side of the first samples, peeked at the first `train` call.
         settings: the knobs.
         member_settings: a candidate's own settings (`runtime.settings.MEMBER_FIELDS`), applied over
             `settings` while it is fine-tuned.
@@ -207,7 +213,8 @@ class AnytimeEngine:
 
     def __init__(self, *, num_classes: int, train_size: int, probe_extractor: FeatureExtractor,
                  companions: Sequence[tuple[str, Callable[[], FeatureExtractor]]] = (), candidates: Sequence[TrainConfig], select: Selector | None = None, weights_dir: str | None = None,
-                 storage_resolution: int, settings: RuntimeSettings | None = None,
+                 storage_resolution: int, native_size: tuple[int, int] = (-1, -1),
+                 settings: RuntimeSettings | None = None,
                  member_settings: dict[TrainConfig, dict[str, Any]] | None = None):
         self.num_classes, self.train_size = num_classes, train_size
         self.probe_extractor = probe_extractor
@@ -218,7 +225,8 @@ class AnytimeEngine:
         self.candidates = list(candidates)
         self.select = select
         self.weights_dir = weights_dir
-        self.resolution = storage_resolution
+        self.resolution = storage_resolution  # until the first call caps it at the images' own size
+        self.native_size = native_size
         self.settings = self.base_settings = settings or RuntimeSettings()
         self.member_settings = member_settings or {}
         self.clock = Clock()
@@ -303,6 +311,7 @@ class AnytimeEngine:
     def _first_answer(self, dataset: Any) -> None:
         s = self.settings
         start = time.time()
+        self._store_native(dataset)
         x, y, complete = self._read_probe_sample(dataset)
         self.decode_rate = len(x) / max(time.time() - start, 1e-3)  # samples/s, an upper bound of the cost
         self.probe_count = len(x)  # the cached training set holds at least these (validation inside)
@@ -338,6 +347,19 @@ class AnytimeEngine:
             self.phase = Phase.PROBE  # the probe moves on to PREPARE itself once no better rung is affordable
             self._probe()
         logger.info("[train] first answer ready in %.1f s", time.time() - start)
+
+    def _store_native(self, dataset: Any) -> None:
+        """Cap the storage side at the images' own largest side (`store_native`): known from the metadata, or
+        the largest of the first `PEEK_SAMPLES` (the first sample of a dataset is read in order anyway)."""
+        if not self.settings.store_native:
+            return
+        rows, cols = self.native_size
+        native = max(rows, cols) if rows > 0 and cols > 0 else max_side(dataset, PEEK_SAMPLES)
+        if 0 < native < self.resolution:
+            logger.info("[train] inputs stored at %d px, the images' own largest side%s (readers need up to %d px)",
+                        native, "" if rows > 0 and cols > 0 else f" in the first {PEEK_SAMPLES} samples",
+                        self.resolution)
+            self.resolution = native
 
     # -- the probe's rungs ----------------------------------------------------------------------
     def _rung_options(self) -> list[Rung]:

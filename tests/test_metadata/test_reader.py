@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from metadata.arrays import to_arrays
+from metadata.arrays import max_side, to_arrays
 from metadata.check import check_dataset, read_solution
 from metadata.errors import AutoDLDataError, RecordError, SampleCountError
 from metadata.reader import AutoDLDataset
@@ -48,6 +48,25 @@ def test_monkeys_sizes_vary(samples_dir: Path) -> None:
     xs, _ = _read_all(samples_dir / "Monkeys/Monkeys.data/train")
     heights = {x.shape[1] for x in xs}
     assert min(heights) == 199 and max(heights) == 524
+
+
+def test_max_side_reads_varying_sizes_and_trusts_a_static_shape(samples_dir: Path, make_array_dataset) -> None:
+    split = AutoDLDataset(str(samples_dir / "Monkeys/Monkeys.data/train"))
+    xs, _ = _read_all(samples_dir / "Monkeys/Monkeys.data/train")
+    sides = [max(x.shape[1:3]) for x in xs]
+    assert len(set(sides)) > 1
+    for n in (1, 5, len(xs)):
+        assert max_side(split, n) == max_side(split.get_dataset(), n) == max(sides[:n])
+    out, _ = make_array_dataset("side", shape=(9, 7, 3))
+    train = AutoDLDataset(str(out / "side.data/train")).get_dataset()
+    assert max_side(train, 3) == 9
+    declared = tf.data.Dataset.from_tensors((tf.zeros([1, 12, 20, 3]), tf.zeros([2])))
+    assert declared.element_spec[0].shape.is_fully_defined() and max_side(declared, 1) == 20
+    junk = tf.data.Dataset.from_tensor_slices([b"not an image"]).map(
+        lambda s: (tf.image.decode_png(s)[None], tf.zeros([2])))
+    assert max_side(junk.take(0), 3) == 0  # nothing read, no size declared
+    with pytest.raises(RecordError, match="could not be read or decoded"):
+        max_side(junk, 3)
 
 
 def test_compressed_round_trip_rgb_and_gray(make_array_dataset) -> None:
