@@ -350,14 +350,22 @@ class AnytimeEngine:
 
     def _store_native(self, dataset: Any) -> None:
         """Cap the storage side at the images' own largest side (`store_native`): known from the metadata, or
-        the largest of the first `PEEK_SAMPLES` (the first sample of a dataset is read in order anyway)."""
+        the largest of the first `PEEK_SAMPLES`. Later samples may be larger than the first ones (a dataset in
+        class order, one class from another source): a side read from them is never taken below the probe's
+        first rung, so that at least the first probe reads what it would have read at the full side."""
         if not self.settings.store_native:
             return
         rows, cols = self.native_size
-        native = max(rows, cols) if rows > 0 and cols > 0 else max_side(dataset, PEEK_SAMPLES)
+        known = rows > 0 and cols > 0
+        if known:
+            native = max(rows, cols)
+        else:
+            native = max_side(dataset, PEEK_SAMPLES)
+            if native > 0:
+                native = max(native, min(self.settings.probe_resolutions or (self.probe_extractor.resolution,)))
         if 0 < native < self.resolution:
             logger.info("[train] inputs stored at %d px, the images' own largest side%s (readers need up to %d px)",
-                        native, "" if rows > 0 and cols > 0 else f" in the first {PEEK_SAMPLES} samples",
+                        native, "" if known else f" in the first {PEEK_SAMPLES} samples (at least the first rung's)",
                         self.resolution)
             self.resolution = native
 

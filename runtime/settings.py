@@ -90,10 +90,10 @@ class RuntimeSettings:
             of 4 images than of 64; `benchmarks/forward_batch.py`). 0: fixed passes of 64 samples (features) and
             128 (predictions) whatever their side, the flow before.
         store_native: decode and keep the inputs at the images' own largest side when that is smaller than what
-            the readers need (known from the metadata, else the largest of the first 64 samples; resized up when
-            read): hoda's digits (at most 58 px, sizes vary) were decoded at 224 px, 0.3 s for 512 training and
-            0.35 s for 600 test images against 0.12 and 0.13 s at 32 px, all before the first answer. Off: the
-            largest side any reader needs (the flow before).
+            the readers need (known from the metadata, else the largest of the first 64 samples but at least the
+            probe's first side; resized up when read): hoda's digits (at most 58 px, sizes vary) were decoded at
+            224 px, 0.3 s for 512 training and 0.35 s for 600 test images against 0.12 and 0.13 s at 32 px, all
+            before the first answer. Off: the largest side any reader needs (the flow before).
         seed: randomness of sampling and training.
     """
 

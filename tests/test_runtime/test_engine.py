@@ -49,33 +49,35 @@ def test_phases_follow_the_schedule(data: tuple[AutoDLDataset, AutoDLDataset]) -
     assert engine.phase is Phase.FINE_TUNE and engine.trainer.total_steps > 0 and engine.rounds == 1
     assert "network-1" in engine.predictors
     assert engine.trainer.batch_activations == engine.settings.forward_activations == DEFAULT_FORWARD_ACTIVATIONS
-    # one storage resolution: the images' own 16 px, below the 32 px the readers need (`store_native`)
-    assert engine.test_x.shape[1:] == (1, 16, 16, 3) == engine.val_x.shape[1:] == engine.train_data.x.shape[1:]
+    side = engine.resolution  # one storage resolution
+    assert engine.test_x.shape[1:] == (1, side, side, 3) == engine.val_x.shape[1:] == engine.train_data.x.shape[1:]
     engine.test(test.get_dataset(), remaining_time_budget=50)
     engine.train(train.get_dataset(), remaining_time_budget=7.0)  # too little left beyond the reserve
     assert engine.done_training and engine.faults == []
 
 
-@pytest.mark.parametrize("store_native, native_size, side", [(True, (-1, -1), 16), (True, (12, 16), 16),
-                                                              (True, (40, 48), 32), (False, (-1, -1), 32)])
+@pytest.mark.parametrize("store_native, native_size, side", [(True, (-1, -1), 24), (True, (12, 16), 16),
+                                                              (True, (40, 60), 48), (False, (-1, -1), 48)])
 def test_inputs_are_stored_at_most_at_the_images_own_size(data: tuple[AutoDLDataset, AutoDLDataset],
                                                           monkeypatch: pytest.MonkeyPatch, store_native: bool,
                                                           native_size: tuple[int, int], side: int) -> None:
-    train, test = data
+    train, test = data  # 16 px images, readers need up to 48 px
     peeked = []
     real = engine_module.max_side
     monkeypatch.setattr(engine_module, "max_side", lambda source, n: peeked.append(n) or real(source, n))
-    engine = AnytimeEngine(num_classes=3, train_size=60, candidates=[CONFIG], storage_resolution=32,
+    engine = AnytimeEngine(num_classes=3, train_size=60, candidates=[CONFIG], storage_resolution=48,
                            probe_extractor=FeatureExtractor("mobilenet_v3_small", None, resolution=32),
-                           native_size=native_size, settings=RuntimeSettings(store_native=store_native,
-                                                                              probe_resolutions=(32,)))
+                           native_size=native_size,
+                           settings=RuntimeSettings(store_native=store_native, probe_resolutions=(24, 48),
+                                                    probe_first_seconds=0.0, probe_share=0.0))
     engine.train(train.get_dataset(), remaining_time_budget=60)
     engine.test(test.get_dataset(), remaining_time_budget=59)
     assert engine.resolution == side and engine.sample_x.shape[2:4] == engine.test_x.shape[2:4] == (side, side)
-    # the metadata's size is trusted; an unknown size is read from the first samples; off: nothing is read
+    # the metadata's size is trusted; an unknown one is read from the first samples (16 px) and not taken below
+    # the first rung's side (24 px); off: nothing is read
     assert peeked == ([engine_module.PEEK_SAMPLES] if store_native and native_size == (-1, -1) else [])
-    engine.train(train.get_dataset(), remaining_time_budget=59)  # the probe reads the stored inputs at its 32 px
-    assert "probe" in engine.predictors and engine.rung[0] == 32 and engine.faults == []
+    engine.train(train.get_dataset(), remaining_time_budget=59)  # the probe reads the stored inputs at its 24 px
+    assert "probe" in engine.predictors and engine.rung[0] == 24 and engine.faults == []
 
 
 def test_without_the_pixel_model_the_probe_answers_first(data: tuple[AutoDLDataset, AutoDLDataset]) -> None:
