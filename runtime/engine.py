@@ -161,6 +161,10 @@ def _folds(y: np.ndarray, k: int, seed: int, multilabel: bool) -> list[tuple[np.
 
 VIDEO_STORAGE = 128  # largest side at which clips are decoded for the probe
 PEEK_SAMPLES = 64  # samples whose size decides the storage side of images of varying size
+# timed passes of 8 samples per side and network, the fastest counts: one pass after the warm-up read 2-5 times
+# too slow now and then (the process's first passes), and the first rung then came down a side at random
+# (antsbees: 128 px in one run, 64 px in two)
+RUNG_TIMINGS = 2
 
 
 def probe_storage(settings: RuntimeSettings, probe_resolution: int, matrix_size: tuple[int, int],
@@ -380,8 +384,8 @@ class AnytimeEngine:
 
     def _rung_cost(self, rung: Rung) -> float:
         """Estimated seconds of a rung's features of the first sample, the test set and the validation samples
-        beyond the first sample's (the rate timed on a few samples of the first sample, once per side and
-        network). A flipped rung costs one pass less on the parts whose plain features at its side exist
+        beyond the first sample's (the rate timed on 8 samples of the first sample, the fastest of
+        `RUNG_TIMINGS` passes after a warm-up, once per side and network). A flipped rung costs one pass less on the parts whose plain features at its side exist
         already."""
         side, flip, net = rung
         plain = (side, False, net)
@@ -389,9 +393,12 @@ class AnytimeEngine:
             few = self.sample_x[:8]
             extractor = self._network(net)
             extractor.extract(few, resolution=side)  # warm-up: the first pass of a shape is slow (a pass may be 4)
-            tick = time.time()
-            extractor.extract(few, resolution=side)
-            self.probe_rates[plain] = len(few) / max(time.time() - tick, 1e-4)
+            timed = []
+            for _ in range(RUNG_TIMINGS):
+                tick = time.time()
+                extractor.extract(few, resolution=side)
+                timed.append(time.time() - tick)
+            self.probe_rates[plain] = len(few) / max(min(timed), 1e-4)
         one_pass = 1.0 / self.probe_rates[plain]
         per_sample = 1.0 / (self.probe_rates.get(rung) or self.probe_rates[plain] / (2 if flip else 1))
         parts = [(len(self.sample_x), plain in self.sample_features_by_rung),

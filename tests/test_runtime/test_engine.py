@@ -418,6 +418,30 @@ def test_a_flipped_rung_reuses_the_plain_features_of_its_side(data: tuple[AutoDL
     assert engine.probe_rates[(48, True, 0)] == pytest.approx(engine.probe_rates[(48, False, 0)] / 2, rel=1e-3)
 
 
+def test_a_rung_is_timed_by_its_fastest_pass(data: tuple[AutoDLDataset, AutoDLDataset],
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    train, _ = data
+    engine = _engine(60, [CONFIG], probe_resolutions=(32,))
+    engine.train(train.get_dataset(), remaining_time_budget=600)
+    now, durations, passes = [1000.0], iter([5.0, 0.4, 0.08]), []  # warm-up, then a slow and a fast timed pass
+
+    class FakeTime:
+        @staticmethod
+        def time() -> float:
+            return now[0]
+
+    def timed(x: np.ndarray, **kwargs: object) -> np.ndarray:
+        passes.append(len(x))
+        now[0] += next(durations)
+        return np.zeros((len(x), 4), np.float32)
+
+    monkeypatch.setattr(engine_module, "time", FakeTime)
+    monkeypatch.setattr(engine.probe_extractor, "extract", timed)
+    engine._rung_cost((32, False, 0))
+    assert passes == [8] * (1 + engine_module.RUNG_TIMINGS) and engine_module.RUNG_TIMINGS == 2
+    assert engine.probe_rates[(32, False, 0)] == pytest.approx(8 / 0.08)  # the fastest pass, not the first
+
+
 def test_no_time_for_a_better_rung_goes_on(data: tuple[AutoDLDataset, AutoDLDataset]) -> None:
     train, test = data
     engine = _engine(60, [CONFIG], probe_resolutions=(32, 48), probe_first_seconds=0.0, probe_share=0.0)
