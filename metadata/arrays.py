@@ -62,7 +62,7 @@ def max_side(source: Any, max_samples: int) -> int:
     Raises:
         RecordError: a record that cannot be read or decoded.
     """
-    ds = source.get_dataset() if isinstance(source, AutoDLDataset) else as_tf_dataset(source)
+    ds = as_tf_dataset(source)
     shape = ds.element_spec[0].shape
     if shape.rank is not None and shape.rank >= 3 and shape[-3] is not None and shape[-2] is not None:
         return max(int(shape[-3]), int(shape[-2]))

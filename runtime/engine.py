@@ -366,7 +366,7 @@ class AnytimeEngine:
         else:
             native = max_side(dataset, PEEK_SAMPLES)
             if native > 0:
-                native = max(native, min(self.settings.probe_resolutions or (self.probe_extractor.resolution,)))
+                native = max(native, self._rung_options()[-1][0])  # the cheapest rung's side
         if 0 < native < self.resolution:
             logger.info("[train] inputs stored at %d px, the images' own largest side%s (readers need up to %d px)",
                         native, "" if known else f" in the first {PEEK_SAMPLES} samples (at least the first rung's)",
@@ -385,8 +385,8 @@ class AnytimeEngine:
     def _rung_cost(self, rung: Rung) -> float:
         """Estimated seconds of a rung's features of the first sample, the test set and the validation samples
         beyond the first sample's (the rate timed on 8 samples of the first sample, the fastest of
-        `RUNG_TIMINGS` passes after a warm-up, once per side and network). A flipped rung costs one pass less on the parts whose plain features at its side exist
-        already."""
+        `RUNG_TIMINGS` passes after a warm-up, once per side and network). A flipped rung costs one pass less
+        on the parts whose plain features at its side exist already."""
         side, flip, net = rung
         plain = (side, False, net)
         if plain not in self.probe_rates:
