@@ -5,8 +5,10 @@
                              [--settings FILE]
 
 For each dataset, through the local runner: (a) the meta-learned Model, (b) the same Model forced
-to the bundle's default configuration (AUTODL_CONFIG=default: no selection), (c) the linear
-baseline of `benchmarks/baselines/linear`. `--settings` runs our Model with a settings file
+to the bundle's default configuration (AUTODL_CONFIG=default: no selection; "forced NAME" forces the
+bundle's configs/NAME.json instead), (c) the linear baseline of `benchmarks/baselines/linear`.
+Each cell also names the configurations that were fine-tuned, in order (read from the run's log:
+the selected one first, then those tried after a stall or a fault). `--settings` runs our Model with a settings file
 (AUTODL_SETTINGS: e.g. one knob changed, to compare with a run without it). Prints a markdown
 table (ALC, time to first prediction, final NAUC, per dataset and mean; with --repeats, the mean ±
 standard deviation over repeats), also written to OUT/table.md, and one learning-curve figure per
@@ -19,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import statistics
 import sys
 from pathlib import Path
@@ -34,6 +37,28 @@ METHODS = {
     "forced default": (REPO, {"AUTODL_CONFIG": "default"}),
     "linear baseline": (REPO / "benchmarks" / "baselines" / "linear", {}),
 }
+
+ROUND = re.compile(r"\[train\] round \d+ \((.+?)\):")
+
+
+def method_of(name: str) -> tuple[Path, dict[str, str]]:
+    """The code folder and environment of a method: one of METHODS, or "forced NAME" (configs/NAME.json)."""
+    if name in METHODS:
+        return METHODS[name]
+    if name.startswith("forced ") and name[len("forced "):].strip():
+        return REPO, {"AUTODL_CONFIG": name[len("forced "):].strip()}
+    raise SystemExit(f"--methods: unknown method {name!r} (known: {', '.join(METHODS)}, or 'forced NAME')")
+
+
+def fine_tuned(run_dir: Path) -> list[str]:
+    """The configurations a run fine-tuned, in order, from its ingestion log (empty: none, or no log)."""
+    log = run_dir / "ingestion.log"
+    names: list[str] = []
+    if log.is_file():
+        for match in ROUND.finditer(log.read_text(errors="replace")):
+            if match.group(1) not in names:
+                names.append(match.group(1))
+    return names
 
 
 def main() -> None:
@@ -54,12 +79,14 @@ def main() -> None:
         os.environ["AUTODL_SETTINGS"] = os.path.abspath(args.settings)
         load_settings(args.bundle)  # a bad file fails here, naming it, not in every run
     methods = args.methods.split(",")
-    rows: dict[tuple[str, str], list[tuple[float, float | None, float, int]]] = {}
+    for method in methods:
+        method_of(method)  # an unknown method fails now, not after the first runs
+    rows: dict[tuple[str, str], list[tuple[float, float | None, float, int, list[str]]]] = {}
     for dataset in args.datasets:
         name = Path(dataset).name
         runs = []
         for method in methods:
-            code, env = METHODS[method]
+            code, env = method_of(method)
             for repeat in range(args.repeats):
                 saved = {k: os.environ.get(k) for k in env}
                 os.environ.update(env)
@@ -71,17 +98,20 @@ def main() -> None:
                     for k, v in saved.items():
                         os.environ.pop(k) if v is None else os.environ.__setitem__(k, v)
                 o = result.outcome
+                configs = fine_tuned(out)
                 rows.setdefault((name, method), []).append(
-                    (o.alc, o.first_prediction_time, o.scores[-1] if o.scores else float("nan"), result.exit_code))
+                    (o.alc, o.first_prediction_time, o.scores[-1] if o.scores else float("nan"), result.exit_code,
+                     configs))
                 if repeat == 0:
                     runs.append(str(out))
-                print(f"[alc] {name} / {method} / repeat {repeat}: ALC {o.alc:.4f}", flush=True)
+                print(f"[alc] {name} / {method} / repeat {repeat}: ALC {o.alc:.4f}, fine-tuned: "
+                      f"{' > '.join(configs) or 'none'}", flush=True)
         compare(runs, str(Path(args.out) / f"curves-{name}.png"), t0=args.t0)
     repeats = f", mean ± sd of {args.repeats} repeats" if args.repeats > 1 else ""
     settings = f", settings {args.settings}" if args.settings else ""
     lines = [f"ALC benchmark: T = {args.time_budget:g} s, t0 = {args.t0:g} s, bundle {args.bundle}{settings}"
              f"{repeats}", "",
-             "| dataset | " + " | ".join(f"{m}: ALC / first (s) / final NAUC" for m in methods) + " |",
+             "| dataset | " + " | ".join(f"{m}: ALC / first (s) / final NAUC / fine-tuned" for m in methods) + " |",
              "|---|" + "---|" * len(methods)]
     names = [Path(d).name for d in args.datasets]
 
@@ -98,7 +128,9 @@ def main() -> None:
             failed = [r[3] for r in runs_ if r[3] != 0]
             flag = f" (exit {', '.join(map(str, failed))})" if failed else ""
             first = f"{statistics.fmean(firsts):.1f}" if firsts else "-"
-            cells.append(f"{statistics.fmean(alcs):.4f}{spread(alcs)} / {first} / {statistics.fmean(finals):.3f}{flag}")
+            tuned = "; ".join(sorted({" > ".join(r[4]) or "none" for r in runs_}))
+            cells.append(f"{statistics.fmean(alcs):.4f}{spread(alcs)} / {first} / {statistics.fmean(finals):.3f}"
+                         f" / {tuned}{flag}")
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     means = [statistics.fmean(statistics.fmean(r[0] for r in rows[(n, m)]) for n in names) for m in methods]
     lines.append("| **mean** | " + " | ".join(f"**{v:.4f}**" for v in means) + " |")
