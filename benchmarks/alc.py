@@ -45,8 +45,9 @@ def method_of(name: str) -> tuple[Path, dict[str, str]]:
     """The code folder and environment of a method: one of METHODS, or "forced NAME" (configs/NAME.json)."""
     if name in METHODS:
         return METHODS[name]
-    if name.startswith("forced ") and name[len("forced "):].strip():
-        return REPO, {"AUTODL_CONFIG": name[len("forced "):].strip()}
+    forced = name.removeprefix("forced ").strip() if name.startswith("forced ") else ""
+    if forced:
+        return REPO, {"AUTODL_CONFIG": forced}
     raise SystemExit(f"--methods: unknown method {name!r} (known: {', '.join(METHODS)}, or 'forced NAME')")
 
 

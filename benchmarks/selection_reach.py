@@ -1,6 +1,6 @@
 """How much of a run's ALC the choice of fine-tuned configuration can reach at all.
 
-    python benchmarks/selection_reach.py RUN [RUN ...] [--time-budget 300 --t0 15]
+    python benchmarks/selection_reach.py RUN [RUN ...] [--t0 15]
 
 RUN is a run folder of the local runner (`benchmarks/alc.py` writes one per dataset and method:
 OUT/<dataset>/<method>[/r<i>], holding `ingestion.log` and `scores/`). The Model selects a
@@ -16,12 +16,14 @@ the learning curve only from the end of its first fine-tuning round on. Per run 
   network gain: ALC minus without network, what the member that ran contributed.
 
 Which answer a prediction used is read from the log's "[test] answering with ..." lines (logged when
-the answer changes) by time; the fine-tuning round from the first "[train] round 1" line.
+the answer changes) by time; the fine-tuning round from the first "[train] round 1" line. T is the
+run's own (its `start.txt`).
 """
 
 from __future__ import annotations
 
 import argparse
+import bisect
 import datetime as dt
 import re
 import statistics
@@ -31,6 +33,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from scoring import files  # noqa: E402
+from scoring.compare import load_run  # noqa: E402
 from scoring.metrics import alc  # noqa: E402
 
 STAMP = re.compile(r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3}) .*?\[(test|train)\] (answering with|round 1 )(.*)$")
@@ -41,68 +45,61 @@ def _epoch(stamp: str) -> float:
     return dt.datetime.strptime(stamp, "%Y-%m-%d %H:%M:%S,%f").timestamp()
 
 
-def read_run(run: Path) -> tuple[list[float], list[float], list[bool], float | None]:
-    """Prediction times (s from start), their NAUC, whether each used a network, end of the first round."""
-    scores = (run / "scores" / "scores.txt").read_text()
-    times = eval_list(scores, "timestamps")
-    naucs = eval_list(scores, "nauc_scores")
-    start_file = (run / "scores" / "start.txt").read_text()
-    start = float(re.search(r"^start_time: (\S+)$", start_file, re.M).group(1))
-    answers: list[tuple[float, bool]] = []
+def read_run(run: Path) -> tuple[list[float], list[float], float, list[bool], float | None]:
+    """Prediction times (s from start), their NAUC, T, whether each used a network, end of the first round."""
+    _, times, naucs, budget = load_run(str(run))  # names the folder when it is not a finished run
+    info = files.read_start(str(run / "predictions" / "start.txt")) or files.read_start(str(run / "start.txt"))
+    answer_times: list[float] = []
+    answer_nets: list[bool] = []
     first_round = None
     for line in (run / "ingestion.log").read_text(errors="replace").splitlines():
         m = STAMP.match(line)
         if not m:
             continue
-        t = _epoch(m.group(1)) - start
+        t = _epoch(m.group(1)) - info.start_time
         if m.group(2) == "test":
-            answers.append((t, "network" in m.group(4)))
+            answer_times.append(t)
+            answer_nets.append("network" in m.group(4))
         elif first_round is None:
             first_round = t
-    used = []
-    for t in times:
-        before = [net for when, net in answers if when <= t]
-        used.append(before[-1] if before else False)
-    return times, naucs, used, first_round
+    # the answer of a prediction: the last one logged at or before it (the log is in time order)
+    used = [bool(i) and answer_nets[i - 1] for i in (bisect.bisect_right(answer_times, t) for t in times)]
+    return times, naucs, budget, used, first_round
 
 
-def eval_list(text: str, key: str) -> list[float]:
-    m = re.search(rf"^{key}: \[(.*)\]$", text, re.M)
-    if m is None:
-        raise ValueError(f"scores.txt: no {key!r} line")
-    return [float(v) for v in m.group(1).split(",") if v.strip()]
-
-
-def reach(run: Path, time_budget: float, t0: float) -> dict[str, float]:
-    times, naucs, used, first_round = read_run(run)
-    actual = alc(times, naucs, time_budget=time_budget, t0=t0)
+def reach(run: Path, t0: float) -> dict[str, float]:
+    times, naucs, budget, used, first_round = read_run(run)
+    actual = alc(times, naucs, time_budget=budget, t0=t0)
     held, last = [], 0.0
     for nauc, net in zip(naucs, used):
         last = last if net else nauc
         held.append(last)
-    without = alc(times, held, time_budget=time_budget, t0=t0)
+    without = alc(times, held, time_budget=budget, t0=t0)
     perfect = [1.0 if first_round is not None and t >= first_round else n for t, n in zip(times, naucs)]
-    best = alc(times, perfect, time_budget=time_budget, t0=t0)
-    return {"alc": actual, "without": without, "perfect": best, "round": first_round or float("nan")}
+    best = alc(times, perfect, time_budget=budget, t0=t0)
+    return {"alc": actual, "without": without, "perfect": best,
+            "round": float("nan") if first_round is None else first_round}
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("runs", nargs="+", type=Path)
-    p.add_argument("--time-budget", type=float, default=300.0)
     p.add_argument("--t0", type=float, default=15.0)
     args = p.parse_args()
     rows = []
     print("| run | ALC | without network | network gain | perfect member | reach | first round ends (s) |")
     print("|---|---|---|---|---|---|---|")
     for run in args.runs:
-        if not all((run / "scores" / f).is_file() for f in ("scores.txt", "start.txt")):
-            print(f"[reach] {run}: no scores/scores.txt (not a finished run): skipped", file=sys.stderr)
+        try:
+            r = reach(run, args.t0)
+        except FileNotFoundError as exc:
+            print(f"[reach] {exc}: skipped", file=sys.stderr)
             continue
-        r = reach(run, args.time_budget, args.t0)
         rows.append(r)
         print(f"| {run} | {r['alc']:.4f} | {r['without']:.4f} | {r['alc'] - r['without']:+.4f} | "
               f"{r['perfect']:.4f} | {r['perfect'] - r['alc']:+.4f} | {r['round']:.0f} |")
+    if not rows:
+        raise SystemExit("selection_reach: none of the folders is a finished run of the local runner")
     mean = {k: statistics.fmean(r[k] for r in rows) for k in ("alc", "without", "perfect")}
     print(f"| **mean** | {mean['alc']:.4f} | {mean['without']:.4f} | {mean['alc'] - mean['without']:+.4f} | "
           f"{mean['perfect']:.4f} | {mean['perfect'] - mean['alc']:+.4f} | |")

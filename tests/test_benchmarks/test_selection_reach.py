@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from scoring import files
 from scoring.metrics import alc
 
 BENCH = Path(__file__).resolve().parents[2] / "benchmarks"
@@ -21,12 +22,14 @@ def _load(name: str):
 
 
 def _run(tmp_path: Path, times: list[float], naucs: list[float], log: list[tuple[float, str]]) -> Path:
-    """A run folder as the local runner writes it: scores/scores.txt, scores/start.txt, ingestion.log."""
+    """A run folder as the local runner writes it: scores/scores.txt, predictions/start.txt, ingestion.log."""
     start = 1_800_000_000.0
     (tmp_path / "scores").mkdir()
-    (tmp_path / "scores" / "scores.txt").write_text(
-        f"score: 0.5\ntimestamps: {times}\nnauc_scores: {naucs}\n")
-    (tmp_path / "scores" / "start.txt").write_text(f"ingestion_pid: 1\nstart_time: {start}\n")
+    (tmp_path / "predictions").mkdir()
+    files.write_scores(str(tmp_path / "scores" / "scores.txt"), score=0.5, duration=times[-1], timestamps=times,
+                       nauc_scores=naucs, accuracy=naucs)
+    files.write_start(str(tmp_path / "predictions" / "start.txt"), pid=1, task_name="t", time_budget=300,
+                      start_time=start)
     lines = []
     for t, message in log:
         stamp = dt.datetime.fromtimestamp(start + t).strftime("%Y-%m-%d %H:%M:%S,%f")[:-3]
@@ -45,7 +48,7 @@ def test_network_answers_are_held_at_the_last_answer_without_one(tmp_path):
         (29.9, "[test] answering with probe 0.75 + network-2 0.25 (validation NAUC 0.9)"),
         (99.9, "[test] answering with network-3 1.00 (validation NAUC 0.95)"),
     ])
-    r = reach.reach(run, 300.0, 15.0)
+    r = reach.reach(run, 15.0)
     assert r["alc"] == pytest.approx(alc(times, naucs, time_budget=300, t0=15))
     assert r["without"] == pytest.approx(alc(times, [0.5, 0.8, 0.8, 0.8], time_budget=300, t0=15))
     assert r["perfect"] == pytest.approx(alc(times, [0.5, 0.8, 1.0, 1.0], time_budget=300, t0=15))
@@ -58,7 +61,7 @@ def test_a_run_without_network_answers_gains_nothing_from_one(tmp_path):
         (0.9, "[test] answering with pixels (validation NAUC 0.6)"),
         (9.0, "[test] answering with probe@224 1.00 (validation NAUC 0.7)"),
     ])
-    r = reach.reach(run, 300.0, 15.0)
+    r = reach.reach(run, 15.0)
     assert r["without"] == pytest.approx(r["alc"])
     assert r["perfect"] == pytest.approx(r["alc"])  # no fine-tuning round: no member could act
 
