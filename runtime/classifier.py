@@ -11,7 +11,9 @@ engine fine-tunes the first and falls back to the next only after a fault.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
+import json
 import logging
 import os
 from typing import Any
@@ -48,6 +50,7 @@ class AnytimeClassifier:
         self.unusable: dict[str, str] = {}  # configuration file -> why it cannot run
         self.configs: dict[str, TrainConfig] = {}  # configuration file -> record (usable ones)
         self.member_settings: dict[TrainConfig, dict[str, Any]] = {}  # a member's own run-time settings
+        self.same_as: dict[str, str] = {}  # configuration file -> the file of the identical member kept
         try:
             self.manifest: Manifest | None = Manifest.load(bundle_dir)
             self.extractor = self._extractor(self.manifest.fingerprint)
@@ -135,6 +138,23 @@ class AnytimeClassifier:
             self.configs[relative] = config
         for relative, why in self.unusable.items():
             logger.error("[init] configuration %s cannot run and will not be selected: %s", relative, why)
+        self._merge_duplicates()
+
+    def _merge_duplicates(self) -> None:
+        """Members that run the same thing (the same configuration apart from its name, the same member
+        settings) are one member: after a stall the time left must go to another configuration, not to
+        the one that has just stalled under another name. The default (else the first file) is kept."""
+        first_of: dict[str, str] = {}  # what a member runs -> the file kept for it
+        for relative in dict.fromkeys([self.manifest.default, *sorted(self.configs)]):
+            config = self.configs.get(relative)
+            if config is None:
+                continue
+            key = json.dumps([dataclasses.asdict(dataclasses.replace(config, name="")),
+                              self.member_settings.get(config, {})], sort_keys=True, default=str)
+            first = first_of.setdefault(key, relative)
+            if first != relative:
+                self.same_as[relative] = first
+                logger.info("[init] configuration %s runs the same as %s: one member", relative, first)
 
     def _usable(self, relative: str) -> bool:
         return relative in self.configs and relative not in self.manifest.unsafe
@@ -179,6 +199,7 @@ class AnytimeClassifier:
         order: list[str] = []
         for dataset, score in self.match:
             relative = self.manifest.configs.get(dataset)
+            relative = self.same_as.get(relative, relative)
             if relative and self._usable(relative) and relative not in order:
                 if not order:
                     logger.info("[select] most similar known dataset: %s (score %.2f); configuration %s",

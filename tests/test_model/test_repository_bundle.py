@@ -20,3 +20,4 @@ def test_repository_bundle_loads(samples_dir: Path) -> None:
     assert model.selector is not None and len(model.store) >= 8
     assert set(model.store.names) >= set(manifest.configs)
     assert model.unusable == {} and set(model.configs) == {manifest.default, *manifest.configs.values()}
+    assert model.same_as == {}  # no two members run the same configuration (mnist.json was flowers.json)

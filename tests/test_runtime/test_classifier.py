@@ -4,6 +4,7 @@ settings files."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -11,6 +12,7 @@ import numpy as np
 import pytest
 
 from metadata.convert import convert_image_folders
+from learner.config import TrainConfig
 from metadata.reader import AutoDLDataset
 from runtime.classifier import AnytimeClassifier
 from runtime.manifest import FingerprintSpec
@@ -214,3 +216,24 @@ def test_the_fingerprint_batch_depends_on_the_data_alone(samples_dir: Path, tmp_
     model.engine.rng.random(100), model.engine.bootstrap_rng.integers(0, 9, 100)  # as decisions before it would
     model._rank(x, y)
     assert len(batches) == 2 and len(batches[0]) == 8 and np.array_equal(batches[0], batches[1])
+
+
+def test_members_that_run_the_same_are_one_member(samples_dir: Path, tmp_path: Path,
+                                                 caplog: pytest.LogCaptureFixture) -> None:
+    """Two files that differ only in the configuration's name (an old bundle's flowers.json = mnist.json) must
+    not both be ranked: after a stall the time left would go to the configuration that has just stalled."""
+    bundle = make_bundle(tmp_path / "b", {name: str(samples_dir / name) for name in ("miniciao", "Monkeys")})
+    default = TrainConfig.load(str(bundle / "configs/cfg-miniciao.json"))
+    dataclasses.replace(default, name="cfg-Monkeys").save(str(bundle / "configs/cfg-Monkeys.json"))
+    train = AutoDLDataset(str(samples_dir / "miniciao/miniciao.data/train"))
+    x = np.random.default_rng(0).integers(0, 256, (40, 1, 32, 32, 3), dtype=np.uint8)
+    y = np.eye(10, dtype=np.float32)[np.arange(40) % 10]
+    with caplog.at_level("INFO"):
+        model = AnytimeClassifier(train.get_metadata(), str(bundle), RuntimeSettings(fingerprint_batch=8))
+    assert model.same_as == {"configs/cfg-Monkeys.json": "configs/cfg-miniciao.json"}  # the default is kept
+    assert "configs/cfg-Monkeys.json runs the same as configs/cfg-miniciao.json" in caplog.text
+    assert [c.name for c in model._rank(x, y)] == ["cfg-miniciao"]
+    # the same configuration with settings of its own is another member
+    _with_member_settings(bundle, "configs/cfg-Monkeys.json", {"patience": 7})
+    model = AnytimeClassifier(train.get_metadata(), str(bundle), RuntimeSettings(fingerprint_batch=8))
+    assert model.same_as == {} and sorted(c.name for c in model._rank(x, y)) == ["cfg-Monkeys", "cfg-miniciao"]
