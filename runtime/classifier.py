@@ -109,36 +109,40 @@ class AnytimeClassifier:
         found here, outside the budget, and never selected."""
         fits: dict[tuple[str, str], str | None] = {}
         for relative in sorted({self.manifest.default, *self.manifest.configs.values()}):
-            try:
-                config = TrainConfig.load(os.path.join(self.bundle_dir, relative))
-            except ValueError as exc:
-                self.unusable[relative] = str(exc)
-                continue
-            if config.weights is not None:
-                key = (config.backbone, config.weights)
-                if key not in fits:
-                    try:
-                        get_backbone(config.backbone, num_classes=2,
-                                     weights_file=weights_path(self.weights_dir, *key))
-                        fits[key] = None
-                    except (WeightsError, ValueError, RuntimeError) as exc:
-                        fits[key] = str(exc)
-                if fits[key] is not None:
-                    self.unusable[relative] = fits[key]
-                    continue
-            if relative in self.manifest.settings:
-                path = os.path.join(self.bundle_dir, self.manifest.settings[relative])
-                try:
-                    overrides = read_settings_file(path)
-                    member_settings(self.settings, overrides, path)  # validated now, applied once chosen
-                except ValueError as exc:
-                    self.unusable[relative] = str(exc)
-                    continue
-                self.member_settings[config] = overrides
-            self.configs[relative] = config
+            self._check_config(relative, fits)
         for relative, why in self.unusable.items():
             logger.error("[init] configuration %s cannot run and will not be selected: %s", relative, why)
         self._merge_duplicates()
+
+    def _check_config(self, relative: str, fits: dict[tuple[str, str], str | None]) -> None:
+        """Load one configuration file (with its member settings) into `configs`, or say in `unusable` why
+        it cannot run; `fits` caches whether a (backbone, weights) pair builds."""
+        try:
+            config = TrainConfig.load(os.path.join(self.bundle_dir, relative))
+        except ValueError as exc:
+            self.unusable[relative] = str(exc)
+            return
+        if config.weights is not None:
+            key = (config.backbone, config.weights)
+            if key not in fits:
+                try:
+                    get_backbone(config.backbone, num_classes=2, weights_file=weights_path(self.weights_dir, *key))
+                    fits[key] = None
+                except (WeightsError, ValueError, RuntimeError) as exc:
+                    fits[key] = str(exc)
+            if fits[key] is not None:
+                self.unusable[relative] = fits[key]
+                return
+        if relative in self.manifest.settings:
+            path = os.path.join(self.bundle_dir, self.manifest.settings[relative])
+            try:
+                overrides = read_settings_file(path)
+                member_settings(self.settings, overrides, path)  # validated now, applied once chosen
+            except ValueError as exc:
+                self.unusable[relative] = str(exc)
+                return
+            self.member_settings[config] = overrides
+        self.configs[relative] = config
 
     def _merge_duplicates(self) -> None:
         """Members that run the same thing (the same configuration apart from its name, the same member
@@ -178,6 +182,8 @@ class AnytimeClassifier:
         path = os.path.join(self.bundle_dir, relative)
         if not os.path.isfile(path):
             raise ValueError(f"forced configuration {name!r}: {path} not found")
+        if relative not in self.configs and relative not in self.unusable:  # a file no known dataset maps to
+            self._check_config(relative, {})
         if relative in self.unusable:
             raise ValueError(f"forced configuration {name!r} cannot run: {self.unusable[relative]}")
         return [self.configs[relative]]

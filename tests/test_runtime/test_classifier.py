@@ -237,3 +237,17 @@ def test_members_that_run_the_same_are_one_member(samples_dir: Path, tmp_path: P
     _with_member_settings(bundle, "configs/cfg-Monkeys.json", {"patience": 7})
     model = AnytimeClassifier(train.get_metadata(), str(bundle), RuntimeSettings(fingerprint_batch=8))
     assert model.same_as == {} and sorted(c.name for c in model._rank(x, y)) == ["cfg-Monkeys", "cfg-miniciao"]
+
+
+def test_a_configuration_file_no_known_dataset_maps_to_can_be_forced(samples_dir: Path, tmp_path: Path) -> None:
+    """The committed bundle holds cifar10.json although no known dataset maps to it: forcing it ran into a
+    KeyError; it is checked when forced, like the members are in the constructor."""
+    bundle = make_bundle(tmp_path / "b", {name: str(samples_dir / name) for name in ("miniciao", "Monkeys")})
+    TrainConfig(backbone="mobilenet_v3_small", weights=None, resolution=32, batch_size=16, learning_rate=0.01,
+                name="extra").save(str(bundle / "configs/extra.json"))
+    (bundle / "configs/broken.json").write_text('{"backbone": "no-such-net"}')
+    train = AutoDLDataset(str(samples_dir / "miniciao/miniciao.data/train"))
+    model = AnytimeClassifier(train.get_metadata(), str(bundle), RuntimeSettings(config="extra"))
+    assert [c.name for c in model.engine.candidates] == ["extra"] and model.engine.select is None
+    with pytest.raises(ValueError, match="forced configuration 'broken' cannot run: .*no-such-net"):
+        AnytimeClassifier(train.get_metadata(), str(bundle), RuntimeSettings(config="broken"))
