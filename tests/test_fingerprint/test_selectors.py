@@ -23,6 +23,7 @@ from metadata.convert import convert_image_folders
 POOL = {"mnist": "0,1,2", "cifar10": "airplane,cat,ship,truck", "flowers": "daisy,rose,tulip,sunflower,dandelion",
         "gtsrb": "00001,00002,00012,00013,00014,00025"}
 FAST = {"mlp_vote": {"epochs": 20}, "mlp_moments": {"train_batches": 100, "epochs": 25}}
+TINY = {"mlp_vote": {"epochs": 3}, "mlp_moments": {"train_batches": 20, "epochs": 3}}  # determinism needs no accuracy
 
 
 @pytest.fixture(scope="module")
@@ -69,7 +70,7 @@ def test_deterministic_clonable_and_saved_without_pickles(store_path: str, name:
     store = Store.load(store_path)
     batch = store.entries["cifar10"].features[:16].astype(np.float32)
     meta = store.entries["cifar10"].meta
-    first = get_selector(name, **FAST.get(name, {})).fit(store)
+    first = get_selector(name, **TINY.get(name, {})).fit(store)
     second = clone(first).fit(store)
     assert first.rank(batch, meta) == second.rank(batch, meta)
     save_selector(first, str(tmp_path / "sel.npz"))
@@ -89,7 +90,7 @@ def test_bad_input(store_path: str, tmp_path: Path) -> None:
         get_selector("kmeans_vote", n_trees=3)
     with pytest.raises(ValueError, match="already registered"):
         register_selector("mlp_vote")(type("X", (), {}))
-    moments = get_selector("mlp_moments", **FAST["mlp_moments"]).fit(store)
+    moments = get_selector("mlp_moments", **TINY["mlp_moments"]).fit(store)
     with pytest.raises(BatchTooSmallError, match="at least 2 samples, got 1"):
         moments.rank(np.zeros((1, 1280), np.float32))
     with pytest.raises(ValueError, match=r"batch must be \[B, 1280\]"):

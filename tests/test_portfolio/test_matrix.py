@@ -49,6 +49,7 @@ def test_local_executor_and_resume(setup, tmp_path: Path) -> None:
     assert len(Path(str(out) + ".runs.jsonl").read_text().splitlines()) == 12 and again["a"] == matrix["a"]
 
 
+@pytest.mark.slow  # starting a local Dask cluster takes half a minute here (`make test-all`)
 def test_dask_local_cluster(setup, tmp_path: Path) -> None:
     from distributed import LocalCluster
 

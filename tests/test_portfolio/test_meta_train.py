@@ -17,6 +17,7 @@ from runtime.manifest import Manifest
 REPO = Path(__file__).resolve().parents[2]
 
 
+@pytest.mark.slow  # about two minutes: BOHB, the matrix and the bundle end to end (`make test-all`)
 def test_a_tiny_pipeline_profile_builds_a_leakage_free_bundle(raw_dir: Path, tmp_path: Path,
                                                                monkeypatch: pytest.MonkeyPatch) -> None:
     tiny = meta_train.Profile(max_per_class=8, video_clips_per_class=0, pretrain_minutes=0, store_samples=16,
