@@ -16,6 +16,7 @@ import argparse
 import math
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from portfolio.matrix import read_matrix
 
@@ -61,18 +62,25 @@ def greedy_portfolio(matrix: Matrix, size: int, objective: str = "mixed", min_ga
 
 
 def distinct_configs(paths: dict[str, str]) -> tuple[dict[str, str], dict[str, str]]:
-    """Configuration files by name, one per distinct configuration (equal but for the name: the first kept),
-    and the names dropped -> the name kept. Per-dataset searches often end on the same incumbent; as two
-    matrix columns it is one member counted twice."""
-    from dataclasses import replace
+    """Configuration files by name, one per distinct member (equal but for the name, with equal run-time
+    settings in the `<name>.settings.json` beside it: the first kept), and the names dropped -> the name kept.
+    Per-dataset searches often end on the same incumbent; as two matrix columns it is one member counted
+    twice. Whole-pipeline incumbents that share a configuration but not their settings are two members."""
+    import json
+    from dataclasses import asdict, replace
 
     from learner.config import TrainConfig
 
     kept: dict[str, str] = {}
     dropped: dict[str, str] = {}
-    seen: dict[TrainConfig, str] = {}
+    seen: dict[str, str] = {}
     for name, path in paths.items():
-        key = replace(TrainConfig.load(path), name="")
+        settings = Path(path[:-len(".json")] + ".settings.json") if path.endswith(".json") else None
+        try:
+            overrides = json.loads(settings.read_text()) if settings is not None and settings.exists() else {}
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"{settings}: not JSON ({exc})") from exc
+        key = json.dumps([asdict(replace(TrainConfig.load(path), name="")), overrides], sort_keys=True, default=str)
         if key in seen:
             dropped[name] = seen[key]
         else:

@@ -158,6 +158,15 @@ def test_configurations_equal_but_for_the_name_are_one(tmp_path: Path) -> None:
         TrainConfig(backbone="mobilenet_v3_small", weights=None, learning_rate=lr, name=name).save(paths[name])
     kept, dropped = distinct_configs(paths)
     assert list(kept) == ["flowers", "dtd"] and dropped == {"mnist": "flowers"}
+    # whole-pipeline incumbents: the same configuration with other run-time settings is another member
+    (tmp_path / "mnist.settings.json").write_text('{"patience": 7}')
+    kept, dropped = distinct_configs(paths)
+    assert list(kept) == ["flowers", "mnist", "dtd"] and dropped == {}
+    (tmp_path / "flowers.settings.json").write_text('{"patience": 7}')
+    assert distinct_configs(paths)[1] == {"mnist": "flowers"}
+    (tmp_path / "dtd.settings.json").write_text("{patience")
+    with pytest.raises(ValueError, match=r"dtd\.settings\.json: not JSON"):
+        distinct_configs(paths)
 
 
 def test_a_family_and_its_tuned_configurations_are_left_out(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
