@@ -66,21 +66,15 @@ def distinct_configs(paths: dict[str, str]) -> tuple[dict[str, str], dict[str, s
     settings in the `<name>.settings.json` beside it: the first kept), and the names dropped -> the name kept.
     Per-dataset searches often end on the same incumbent; as two matrix columns it is one member counted
     twice. Whole-pipeline incumbents that share a configuration but not their settings are two members."""
-    import json
-    from dataclasses import asdict, replace
-
     from learner.config import TrainConfig
+    from runtime.settings import member_key, read_settings_file
 
     kept: dict[str, str] = {}
     dropped: dict[str, str] = {}
     seen: dict[str, str] = {}
     for name, path in paths.items():
-        settings = Path(path[:-len(".json")] + ".settings.json") if path.endswith(".json") else None
-        try:
-            overrides = json.loads(settings.read_text()) if settings is not None and settings.exists() else {}
-        except json.JSONDecodeError as exc:
-            raise ValueError(f"{settings}: not JSON ({exc})") from exc
-        key = json.dumps([asdict(replace(TrainConfig.load(path), name="")), overrides], sort_keys=True, default=str)
+        settings = Path(path).with_suffix(".settings.json")
+        key = member_key(TrainConfig.load(path), read_settings_file(str(settings)) if settings.exists() else None)
         if key in seen:
             dropped[name] = seen[key]
         else:

@@ -11,9 +11,7 @@ engine fine-tunes the first and falls back to the next only after a fault.
 
 from __future__ import annotations
 
-import dataclasses
 import functools
-import json
 import logging
 import os
 from typing import Any
@@ -28,7 +26,7 @@ from learner.backbones import WeightsError, get_backbone, weights_path
 from learner.config import TrainConfig
 from runtime.engine import AnytimeEngine, probe_storage
 from runtime.manifest import FingerprintSpec, Manifest, ManifestError
-from runtime.settings import RuntimeSettings, load_settings, member_settings, read_settings_file
+from runtime.settings import RuntimeSettings, load_settings, member_key, member_settings, read_settings_file
 
 __all__ = ["BUILTIN_DEFAULT", "AnytimeClassifier"]
 
@@ -153,9 +151,7 @@ class AnytimeClassifier:
             config = self.configs.get(relative)
             if config is None:
                 continue
-            key = json.dumps([dataclasses.asdict(dataclasses.replace(config, name="")),
-                              self.member_settings.get(config, {})], sort_keys=True, default=str)
-            first = first_of.setdefault(key, relative)
+            first = first_of.setdefault(member_key(config, self.member_settings.get(config)), relative)
             if first != relative:
                 self.same_as[relative] = first
                 logger.info("[init] configuration %s runs the same as %s: one member", relative, first)

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import dataclass, fields, replace
+from dataclasses import asdict, dataclass, fields, replace
 from typing import Any
 
-__all__ = ["RuntimeSettings", "MEMBER_FIELDS", "load_settings", "member_settings", "read_settings_file"]
+__all__ = ["RuntimeSettings", "MEMBER_FIELDS", "load_settings", "member_key", "member_settings", "read_settings_file"]
 
 
 @dataclass(frozen=True)
@@ -216,6 +216,12 @@ def _with(base: RuntimeSettings, values: dict[str, Any], where: str) -> RuntimeS
         return replace(base, **values)
     except ValueError as exc:
         raise ValueError(f"{where}: {exc}") from exc
+
+
+def member_key(config: Any, overrides: dict[str, Any] | None = None) -> str:
+    """What a portfolio member runs: its configuration (a `TrainConfig`) without the name, and its own
+    settings. Two members with one key are one member, however their files are named."""
+    return json.dumps([asdict(replace(config, name="")), overrides or {}], sort_keys=True, default=str)
 
 
 def member_settings(base: RuntimeSettings, overrides: dict[str, Any], where: str) -> RuntimeSettings:

@@ -165,7 +165,7 @@ def test_configurations_equal_but_for_the_name_are_one(tmp_path: Path) -> None:
     (tmp_path / "flowers.settings.json").write_text('{"patience": 7}')
     assert distinct_configs(paths)[1] == {"mnist": "flowers"}
     (tmp_path / "dtd.settings.json").write_text("{patience")
-    with pytest.raises(ValueError, match=r"dtd\.settings\.json: not JSON"):
+    with pytest.raises(ValueError, match=r"dtd\.settings\.json: unreadable settings"):
         distinct_configs(paths)
 
 
