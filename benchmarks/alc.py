@@ -54,12 +54,9 @@ def method_of(name: str) -> tuple[Path, dict[str, str]]:
 def fine_tuned(run_dir: Path) -> list[str]:
     """The configurations a run fine-tuned, in order, from its ingestion log (empty: none, or no log)."""
     log = run_dir / "ingestion.log"
-    names: list[str] = []
-    if log.is_file():
-        for match in ROUND.finditer(log.read_text(errors="replace")):
-            if match.group(1) not in names:
-                names.append(match.group(1))
-    return names
+    if not log.is_file():
+        return []
+    return list(dict.fromkeys(m.group(1) for m in ROUND.finditer(log.read_text(errors="replace"))))
 
 
 def main() -> None:

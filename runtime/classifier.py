@@ -156,6 +156,11 @@ class AnytimeClassifier:
                 self.same_as[relative] = first
                 logger.info("[init] configuration %s runs the same as %s: one member", relative, first)
 
+    def _member_file(self, dataset: str) -> str | None:
+        """The configuration file a known dataset maps to, identical members merged."""
+        relative = self.manifest.configs.get(dataset)
+        return self.same_as.get(relative, relative)
+
     def _usable(self, relative: str) -> bool:
         return relative in self.configs and relative not in self.manifest.unsafe
 
@@ -200,8 +205,7 @@ class AnytimeClassifier:
         self.match = self.selector.rank(batch, meta_features_of(self.metadata, y, size))
         order: list[str] = []
         for dataset, score in self.match:
-            relative = self.manifest.configs.get(dataset)
-            relative = self.same_as.get(relative, relative)
+            relative = self._member_file(dataset)
             if relative and self._usable(relative) and relative not in order:
                 if not order:
                     logger.info("[select] most similar known dataset: %s (score %.2f); configuration %s",
@@ -209,6 +213,6 @@ class AnytimeClassifier:
                 order.append(relative)
         if self._usable(self.manifest.default) and self.manifest.default not in order:
             order.append(self.manifest.default)
-        if len(order) == 1 and not any(self.manifest.configs.get(d) == order[0] for d, _ in self.match):
+        if len(order) == 1 and not any(self._member_file(d) == order[0] for d, _ in self.match):
             logger.warning("[select] no usable configuration among the matches: default configuration")
         return [self.configs[r] for r in order] or self._default_candidates()
