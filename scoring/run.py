@@ -32,7 +32,7 @@ from pathlib import Path
 
 from metadata.errors import AutoDLDataError
 from scoring.metrics import ScoringError
-from scoring.score import Evaluator, Outcome, task_name_of
+from scoring.score import Evaluator, Outcome, read_scorable_solution, task_name_of
 
 __all__ = ["RunResult", "run_local", "main"]
 
@@ -69,7 +69,8 @@ def run_local(dataset_dir: str, code_dir: str, output_dir: str, *, time_budget: 
     dataset_dir, code_dir = os.path.abspath(dataset_dir), os.path.abspath(code_dir)
     if not os.path.isfile(os.path.join(code_dir, "model.py")):
         raise FileNotFoundError(f"{code_dir}: no model.py (the code dir must hold the submission's model.py)")
-    task, _ = task_name_of(dataset_dir)
+    task, solution_path = task_name_of(dataset_dir)
+    read_scorable_solution(solution_path)  # before anything is started or replaced
     if not os.path.isdir(os.path.join(dataset_dir, f"{task}.data")):
         raise ScoringError(f"{dataset_dir}: the solution is {task}.solution but there is no {task}.data folder")
     out = Path(output_dir).resolve()

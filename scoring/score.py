@@ -20,14 +20,15 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+import numpy as np
 
 from metadata.check import read_solution
 from metadata.errors import AutoDLDataError
 from scoring import files
-from scoring.metrics import ScoringError, alc, is_multiclass, nauc, soft_accuracy
+from scoring.metrics import ScoringError, alc, is_multiclass, nauc, soft_accuracy, valid_columns
 from scoring.plot import save_learning_curve
 
-__all__ = ["Outcome", "Evaluator", "task_name_of", "main"]
+__all__ = ["Outcome", "Evaluator", "task_name_of", "read_scorable_solution", "main"]
 
 logger = logging.getLogger(__name__)
 
@@ -38,6 +39,16 @@ def task_name_of(solution_dir: str) -> tuple[str, str]:
     if len(found) != 1:
         raise ScoringError(f"{solution_dir}: expected exactly one *.solution file, found {len(found)}")
     return os.path.basename(found[0]).split(".")[0], found[0]
+
+
+def read_scorable_solution(path: str) -> np.ndarray:
+    """The solution at `path`, which must have a valid column (a class present in some rows, absent from
+    others): without one no prediction can be scored (the kit's scorer fails on each), whatever the model does."""
+    solution = read_solution(path)
+    if not valid_columns(solution).any():
+        raise ScoringError(f"{path}: no valid column (every class is absent from all rows or present in all): "
+                           "no prediction on this test set can be scored")
+    return solution
 
 
 @dataclass
@@ -73,7 +84,7 @@ class Evaluator:
     def __init__(self, solution_dir: str, prediction_dir: str, score_dir: str, *, t0: float = 60.0,
                  on_prediction: Callable[[int, float, float, float], None] | None = None):
         self.task, solution_path = task_name_of(solution_dir)
-        self.solution = read_solution(solution_path)
+        self.solution = read_scorable_solution(solution_path)
         self.multiclass = is_multiclass(self.solution)
         self.prediction_dir, self.score_dir, self.t0 = prediction_dir, score_dir, t0
         self.on_prediction = on_prediction

@@ -149,3 +149,22 @@ def test_compare_two_runs(dataset: Path, tmp_path: Path, capsys: pytest.CaptureF
     assert f"{a.outcome.alc:.4f}  {runs[0]}" in printed and f"0.0000  {runs[1]}" in printed
     assert (tmp_path / "cmp.png").stat().st_size > 10_000
     assert compare_main([str(tmp_path), "--out", str(tmp_path / "x.png")]) == 2
+
+
+def test_a_test_set_that_cannot_be_scored_is_refused_before_anything_runs(
+        make_array_dataset, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    """One class in every test row: no column is valid, so no prediction could ever be scored; the run
+    names the solution file instead of reporting a model error, and leaves an earlier run in place."""
+    out, _ = make_array_dataset("oneclass", n_train=8, n_test=4, classes=3)
+    solution = out / "oneclass.solution"
+    solution.write_text("0 1 0\n" * 4)
+    code = write_model(tmp_path / "constant", "constant")
+    earlier = tmp_path / "run" / "ingestion.log"
+    earlier.parent.mkdir()
+    earlier.write_text("an earlier run\n")
+    args = ["--dataset-dir", str(out), "--code-dir", str(code), "--output-dir", str(tmp_path / "run"),
+            "--overwrite"]
+    assert run_main(args) == 2
+    err = capsys.readouterr().err
+    assert str(solution) in err and "no valid column" in err
+    assert earlier.read_text() == "an earlier run\n" and not (tmp_path / "run" / "predictions").exists()
