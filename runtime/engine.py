@@ -55,7 +55,7 @@ from learner.config import TrainConfig
 from learner.data import TrainSet, is_multilabel, load_train_set, stratified_split, to_float_batch
 from learner.trainer import Trainer
 from metadata.arrays import max_side, to_arrays
-from runtime.probe import LinearProbe
+from runtime.probe import LinearProbe, shift_prior
 from runtime.settings import RuntimeSettings, member_settings
 from scoring.metrics import ScoringError, nauc
 
@@ -825,10 +825,15 @@ class AnytimeEngine:
         return LinearProbe(self.multilabel, self.num_classes, self.settings.seed, C=C, tol=self.settings.linear_tol)
 
     def _out_of_fold(self, features: np.ndarray, y: np.ndarray, C: float) -> np.ndarray:
-        """Predictions of each fold by a model fitted on the other folds (cross-validated sample)."""
+        """Predictions of each fold by a model fitted on the other folds (cross-validated sample), moved
+        from each fit's class frequencies to the whole sample's (`oof_prior_shift`; `probe.shift_prior` says
+        why) so that the pooled predictions rank as one model's would."""
         out = np.zeros((len(y), self.num_classes), np.float32)
+        target = y.mean(0)
         for fit, held in self.cv_folds:
-            out[held] = self._linear(C).fit(features[fit], y[fit]).predict(features[held])
+            scores = self._linear(C).fit(features[fit], y[fit]).predict(features[held])
+            out[held] = (shift_prior(scores, y[fit].mean(0), target, self.multilabel)
+                         if self.settings.oof_prior_shift else scores)
         return out
 
     def _fit_pixel_model(self, x: np.ndarray, y: np.ndarray, name: str) -> None:

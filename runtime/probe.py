@@ -6,7 +6,7 @@ import numpy as np
 from sklearn.linear_model import LogisticRegression
 from sklearn.preprocessing import StandardScaler
 
-__all__ = ["LinearProbe"]
+__all__ = ["LinearProbe", "shift_prior"]
 
 
 class LinearProbe:
@@ -50,3 +50,33 @@ class LinearProbe:
             out[:] = 1e-6
             out[:, self.model_.classes_] = self.model_.predict_proba(z)
         return out.astype(np.float32)
+
+
+def shift_prior(scores: np.ndarray, fit_prior: np.ndarray, target_prior: np.ndarray, multilabel: bool) -> np.ndarray:
+    """Move a linear model's scores from the class frequencies of its fit to `target_prior` (Bayes' rule
+    for a change of priors: Saerens et al., 2002).
+
+    Why: out-of-fold predictions are pooled over folds, and the fold that holds a sample fitted on one sample
+    fewer of its class than the other folds did, so its positives rank low in their column. With 2-3 samples
+    per class this alone put the pixel model's out-of-fold NAUC on Monkeys at 0.08 (test NAUC 1.00); shifted,
+    0.41. A class (or label) that never varied in the fit gets its target prior: the fit knew nothing of it.
+    Multiclass rows are renormalised; multilabel columns are shifted in log-odds.
+    """
+    scores = scores.astype(np.float64)
+    fit_prior, target_prior = fit_prior.astype(np.float64), target_prior.astype(np.float64)
+    if multilabel:
+        known = (fit_prior > 0) & (fit_prior < 1) & (target_prior > 0) & (target_prior < 1)
+        p = np.clip(scores, 1e-7, 1 - 1e-7)
+        logit = np.log(p / (1 - p))
+        shift = np.zeros_like(target_prior)
+        shift[known] = (np.log(target_prior[known] / (1 - target_prior[known]))
+                        - np.log(fit_prior[known] / (1 - fit_prior[known])))
+        out = 1 / (1 + np.exp(-(logit + shift)))
+        out[:, ~known] = target_prior[~known]
+        return out.astype(np.float32)
+    known = fit_prior > 0
+    out = np.empty_like(scores)
+    out[:, known] = scores[:, known] * (target_prior[known] / fit_prior[known])
+    out[:, ~known] = target_prior[~known]
+    total = out.sum(1, keepdims=True)
+    return (out / np.where(total > 0, total, 1.0)).astype(np.float32)

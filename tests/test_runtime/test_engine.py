@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -14,6 +15,7 @@ from metadata.reader import AutoDLDataset
 from runtime.engine import AnytimeEngine, Answer, Phase, _Predictor, pixel_features
 from runtime import engine as engine_module
 from runtime.settings import RuntimeSettings
+from scoring.metrics import nauc
 
 CONFIG = TrainConfig(backbone="mobilenet_v3_small", weights=None, resolution=32, batch_size=16, name="tiny")
 
@@ -324,6 +326,13 @@ def test_cross_validation_with_classes_smaller_than_the_folds(make_array_dataset
                            candidates=[], storage_resolution=32, settings=RuntimeSettings(probe_resolutions=(32,)))
     engine.train(train.get_dataset(), remaining_time_budget=60)
     assert len(engine.cv_folds) == 5 and engine.predictors["pixels"].val.shape == (20, 10)
+    # random images: the pooled out-of-fold scores are shifted to the sample's class frequencies, without
+    # which each sample's own class ranks low (tests/test_runtime/test_probe.py)
+    features = pixel_features(engine.sample_x, engine.settings.pixel_size)
+    shifted = engine._out_of_fold(features, engine.sample_y, C=engine.settings.pixel_C)
+    engine.settings = replace(engine.settings, oof_prior_shift=False)
+    raw = engine._out_of_fold(features, engine.sample_y, C=engine.settings.pixel_C)
+    assert nauc(engine.sample_y, raw) < nauc(engine.sample_y, shifted) - 0.2
 
 
 def test_answers_are_compared_on_the_rows_where_both_are_honest() -> None:
