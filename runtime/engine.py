@@ -782,8 +782,15 @@ class AnytimeEngine:
             parts = sorted(chosen.recipe.items(), key=lambda kv: -kv[1])
             chosen.label = " + ".join(f"{name} {w:.2f}" for name, w in parts)
             self.pending = chosen
-        logger.info("[answer] %s (validation NAUC %.3f; was %.3f)", "switch to " + chosen.label if chosen is not base
-                    else f"keep (best challenger {best.score:.3f})", chosen.score, base.score)
+        compared = chosen if chosen is not base else best
+        rows = _common(compared.rows, base.rows)
+        on_rows = ""  # scores on different rows do not compare: say what the decision compared
+        if compared is not base and rows is not None and (compared.rows is None or base.rows is None):
+            on_rows = (f"; on the {len(rows)} rows where both are honest {self._val_score(compared.val, rows):.3f} "
+                       f"against {self._val_score(base.val, rows):.3f}")
+        logger.info("[answer] %s (validation NAUC %.3f; was %.3f%s)", "switch to " + chosen.label
+                    if chosen is not base else f"keep (best challenger {best.score:.3f})", chosen.score, base.score,
+                    on_rows)
 
     def _trusted(self, rows: np.ndarray | None) -> bool:
         return (len(self.val_y) if rows is None else len(rows)) >= self.settings.min_val_choice

@@ -335,7 +335,7 @@ def test_cross_validation_with_classes_smaller_than_the_folds(make_array_dataset
     assert nauc(engine.sample_y, raw) < nauc(engine.sample_y, shifted) - 0.2
 
 
-def test_answers_are_compared_on_the_rows_where_both_are_honest() -> None:
+def test_answers_are_compared_on_the_rows_where_both_are_honest(caplog: pytest.LogCaptureFixture) -> None:
     engine = _decisions()
     labels = engine.val_y.argmax(1)
     rows = np.arange(0, 400, 4)
@@ -345,9 +345,13 @@ def test_answers_are_compared_on_the_rows_where_both_are_honest() -> None:
     engine.predictors["network-1"] = _Predictor("network-1", val, lambda: np.zeros((5, 2)),
                                                 engine._val_score(val, rows), rows=rows)
     assert engine.predictors["network-1"].val_score == 1.0 and engine._val_score(val) < 0.6
-    engine._consider(["network-1"], prefer_new=False)
+    with caplog.at_level("INFO", logger="runtime.engine"):
+        engine._consider(["network-1"], prefer_new=False)
     assert engine.pending is not None and "network-1" in engine.pending.recipe
     assert np.array_equal(engine.pending.rows, rows)
+    # the log says what was compared: both answers on the network's 100 rows, not their scores on other rows
+    current = engine._val_score(engine.answer.val, rows)
+    assert f"on the 100 rows where both are honest 1.000 against {current:.3f}" in caplog.text
 
 
 def test_the_probe_climbs_rungs_while_time_allows(data: tuple[AutoDLDataset, AutoDLDataset]) -> None:
