@@ -49,13 +49,12 @@ def nauc(solution: np.ndarray, prediction: np.ndarray, *, name: str = "predictio
     columns = np.flatnonzero(valid_columns(solution))
     if len(columns) == 0:
         raise ScoringError("solution has no valid column (every class is absent or present in all rows)")
-    aucs = []
-    for k in columns:
-        y = solution[:, k]
-        ranks = rankdata(prediction[:, k], method="average")
-        n_pos = float(np.sum(y == 1))
-        n_neg = float(np.sum(y < 1))
-        aucs.append((np.sum(ranks[y == 1]) - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
+    # all valid columns in one ranking call (the engine scores 200-class validation sets inside its time budget)
+    y = solution[:, columns]
+    ranks = rankdata(prediction[:, columns], method="average", axis=0)
+    n_pos = np.sum(y == 1, axis=0).astype(float)
+    n_neg = np.sum(y < 1, axis=0).astype(float)
+    aucs = (np.sum(np.where(y == 1, ranks, 0.0), axis=0) - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg)
     return float(2 * np.mean(aucs) - 1)
 
 
