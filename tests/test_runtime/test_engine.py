@@ -50,6 +50,12 @@ def test_phases_follow_the_schedule(data: tuple[AutoDLDataset, AutoDLDataset]) -
     engine.train(train.get_dataset(), remaining_time_budget=58)
     assert engine.phase is Phase.FINE_TUNE and engine.trainer.total_steps > 0 and engine.rounds == 1
     assert "network-1" in engine.predictors
+    # the time after a slice (validation and decision) is kept in reserve with the next test's
+    assert engine.decide_seconds > 0
+    before = engine._reserve()
+    engine.decide_seconds += 2.0
+    assert engine._reserve() == pytest.approx(before + 3.0)
+    engine.decide_seconds -= 2.0
     assert engine.trainer.batch_activations == engine.settings.forward_activations == DEFAULT_FORWARD_ACTIVATIONS
     side = engine.resolution  # one storage resolution
     assert engine.test_x.shape[1:] == (1, side, side, 3) == engine.val_x.shape[1:] == engine.train_data.x.shape[1:]
