@@ -75,17 +75,33 @@ def max_side(source: Any, max_samples: int) -> int:
     return side
 
 
-def _float_pipeline(ds: tf.data.Dataset, size: tuple[int, int] | None, dtype: str,
-                    antialias: bool) -> tf.data.Dataset:
-    """uint8/float32 conversion for datasets that yield float examples in [0, 1]."""
+def _float_pipeline(ds: tf.data.Dataset, size: tuple[int, int] | None, dtype: str, antialias: bool,
+                    batch_size: int | None = None) -> tf.data.Dataset:
+    """uint8/float32 conversion for datasets that yield float examples in [0, 1].
+
+    With `batch_size` and samples of one static shape, samples are batched first and converted a batch at a
+    time (and not resized when already at `size`): per-sample conversion cost more than the platform's own
+    decoding (10,000 test images of 64 px: 5.6 s against 2.6 s for the bare iteration). Yields
+    `(x, y, outside)`, batched when so converted (`outside`: per sample, values beyond [0, 1]).
+    """
+    shape = ds.element_spec[0].shape
+    batched = batch_size is not None and shape.is_fully_defined()
+    resize = size is not None and not (shape.is_fully_defined() and tuple(shape[-3:-1]) == tuple(size))
+    if batched:
+        ds = ds.batch(batch_size)
 
     @tf.autograph.experimental.do_not_convert
     def convert(*element: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
         x, y = element[0], element[-1]  # several matrix bundles: keep the first
         x = tf.convert_to_tensor(x, tf.float32)
-        outside = tf.logical_or(tf.reduce_min(x) < 0.0, tf.reduce_max(x) > 1.0)
-        if size is not None:
-            x = tf.image.resize(x, size, antialias=antialias)
+        axes = list(range(1, x.shape.rank)) if batched else None
+        outside = tf.logical_or(tf.reduce_min(x, axis=axes) < 0.0, tf.reduce_max(x, axis=axes) > 1.0)
+        if resize:
+            if batched:  # [B, T, H, W, C]: resize the B*T frames
+                frames = tf.image.resize(tf.reshape(x, [-1, *x.shape[-3:]]), size, antialias=antialias)
+                x = tf.reshape(frames, tf.concat([tf.shape(x)[:2], tf.shape(frames)[1:]], 0))
+            else:
+                x = tf.image.resize(x, size, antialias=antialias)
         if dtype == "uint8":
             x = tf.cast(tf.round(tf.clip_by_value(x, 0.0, 1.0) * 255.0), tf.uint8)
         return x, tf.cast(y, tf.float32), outside
@@ -117,18 +133,23 @@ def to_arrays(source: Any, *, max_samples: int | None = None, size: tuple[int, i
     if dtype not in ("uint8", "float32"):
         raise ValueError(f"dtype must be 'uint8' or 'float32', got {dtype!r}")
     ours = isinstance(source, AutoDLDataset)
+    if max_samples is not None:
+        batch_size = max(1, min(batch_size, max_samples))
+    pre_batched = False
     if ours and dtype == "uint8":
         ds = source.uint8_dataset(size, antialias=antialias).map(
             lambda x, y: (x, y, tf.constant(False)))
     else:
-        ds = _float_pipeline(as_tf_dataset(source), size, dtype, antialias)
+        source_ds = as_tf_dataset(source)
+        pre_batched = source_ds.element_spec[0].shape.is_fully_defined()
+        ds = _float_pipeline(source_ds, size, dtype, antialias, batch_size)
     if ours and expected_count is None:
         expected_count = source.get_metadata().size()
     batched = ds.element_spec[0].shape.is_fully_defined()
     # Variable sizes cannot be batched: read one by one and insist they agree.
-    if max_samples is not None:
-        batch_size = max(1, min(batch_size, max_samples))
-    ds = ds.batch(batch_size if batched else 1).prefetch(2)
+    if not pre_batched:
+        ds = ds.batch(batch_size if batched else 1)
+    ds = ds.prefetch(2)
 
     xs: list[np.ndarray] = []
     ys: list[np.ndarray] = []

@@ -138,6 +138,26 @@ def test_to_arrays_on_official_style_dataset(samples_dir: Path) -> None:
     np.testing.assert_array_equal(ours.y, bare.y)
 
 
+def test_platform_objects_of_one_shape_are_converted_a_batch_at_a_time(make_array_dataset) -> None:
+    """Clips of one static shape: whole batches are converted; the values, the limits and the count of
+    samples outside [0, 1] are those of converting sample by sample."""
+    out, arrays = make_array_dataset("batched", n_train=70, n_test=3, shape=(3, 10, 12, 3))
+    split = AutoDLDataset(str(out / "batched.data/train"))
+    for size in ((10, 12), (6, 5)):
+        got = to_arrays(split.get_dataset(), size=size, batch_size=16)
+        expected = np.stack([tf.cast(tf.round(tf.clip_by_value(tf.image.resize(x, size, antialias=True), 0.0, 1.0)
+                                              * 255.0), tf.uint8).numpy() for x, _ in split.get_dataset()])
+        assert got.x.shape == (70, 3, *size, 3) and got.complete
+        np.testing.assert_array_equal(got.x, expected)
+        few = to_arrays(split.get_dataset(), size=size, max_samples=21, batch_size=16)
+        assert len(few) == 21 and not few.complete
+        np.testing.assert_array_equal(few.x, expected[:21])
+    # values beyond [0, 1] (a dataset on another scale) are counted per sample
+    doubled = split.get_dataset().map(lambda x, y: (tf.where(tf.range(3)[:, None, None, None] == 0, 2 * x, x), y))
+    beyond = int((arrays["x_train"][:, 0] > 127.5).any(axis=(1, 2, 3)).sum())  # 2x above 1 in the first frame
+    assert 0 < beyond and to_arrays(doubled, batch_size=16).out_of_range == beyond
+
+
 def test_variable_sizes_need_a_size(samples_dir: Path) -> None:
     with pytest.raises(ValueError, match="different shapes"):
         to_arrays(AutoDLDataset(str(samples_dir / "Monkeys/Monkeys.data/train")))
