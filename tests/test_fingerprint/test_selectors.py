@@ -22,7 +22,7 @@ from metadata.convert import convert_image_folders
 # shape (test_metafeatures_cannot_separate_identical_shapes).
 POOL = {"mnist": "0,1,2", "cifar10": "airplane,cat,ship,truck", "flowers": "daisy,rose,tulip,sunflower,dandelion",
         "gtsrb": "00001,00002,00012,00013,00014,00025"}
-FAST = {"mlp_vote": {"epochs": 20}, "mlp_moments": {"train_batches": 100, "epochs": 25}}
+FAST = {"mlp_vote": {"epochs": 20}, "mlp_moments": {"train_batches": 40, "epochs": 20}}
 TINY = {"mlp_vote": {"epochs": 3}, "mlp_moments": {"train_batches": 20, "epochs": 3}}  # determinism needs no accuracy
 
 

@@ -110,7 +110,8 @@ def test_constructor_failure(dataset: Path, tmp_path: Path) -> None:
 
 
 def test_refuses_stale_output_dir(dataset: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
-    _run(dataset, tmp_path, "constant")
+    (tmp_path / "run-constant" / "predictions").mkdir(parents=True)  # what an earlier run leaves
+    (tmp_path / "run-constant" / "predictions" / "runtiny.predict_0").write_text("1 0 0\n")
     code = write_model(tmp_path / "constant", "constant")
     args = ["--dataset-dir", str(dataset), "--code-dir", str(code), "--output-dir", str(tmp_path / "run-constant"),
             "--time-budget", "30"]
