@@ -787,9 +787,9 @@ class AnytimeEngine:
             chosen.label = " + ".join(f"{name} {w:.2f}" for name, w in parts)
             self.pending = chosen
         compared = chosen if chosen is not base else best
-        rows = _common(compared.rows, base.rows)
         on_rows = ""  # scores on different rows do not compare: say what the decision compared
-        if compared is not base and rows is not None and (compared.rows is None or base.rows is None):
+        if compared is not base and (compared.rows is None) != (base.rows is None):
+            rows = _common(compared.rows, base.rows)
             on_rows = (f"; on the {len(rows)} rows where both are honest {self._val_score(compared.val, rows):.3f} "
                        f"against {self._val_score(base.val, rows):.3f}")
         logger.info("[answer] %s (validation NAUC %.3f; was %.3f%s)", "switch to " + chosen.label
