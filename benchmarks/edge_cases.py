@@ -85,6 +85,8 @@ CASES: dict[str, tuple[str, Callable[[str, np.random.Generator], None]]] = {
     "tiny": ("12 train samples, 2 classes", _arrays(12, 8, (40, 40, 3), 2, balanced=True)),
     "vid_gray": ("grayscale clips, 16 frames of 40 px, 80 train", _arrays(80, 30, (16, 40, 40, 1), 5)),
     "longvid": ("clips of 32 frames of 64 px, 300 train", _arrays(300, 100, (32, 64, 64, 3), 6)),
+    "kraut": ("grayscale clips of 181 frames of 120x160 px, 500 train, 250 test, 4 classes",
+              _arrays(500, 250, (181, 120, 160, 1), 4)),
     "imbalanced": ("binary, 5 % positives, 400 train", _arrays(400, 100, (64, 64, 3), 2, p_positive=0.05)),
     "bigtest": ("2,000 train, 10,000 test, 64 px, 10 classes", _arrays(2000, 10000, (64, 64, 3), 10)),
 }

@@ -9,7 +9,7 @@ reflect-padded image, done on the batch in torch.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -86,12 +86,25 @@ def stratified_split(y: np.ndarray, fraction: float, seed: int = 0) -> tuple[np.
 
 @dataclass
 class TrainSet:
-    """Cached training samples, plus a stream of the rest when the cache is incomplete."""
+    """Cached training samples, plus a stream of the rest when the cache is incomplete.
+
+    Two kinds of stream. A *growing* one (`grow`) yields the samples after the first `read` ones once, in
+    dataset order: each batch it yields joins the cache, and training draws only from the cache, so the tail is
+    decoded once (while training) and then trained on like the rest; at its end the cache is complete. Should
+    the cache reach `max_bytes` first, `restart(read)` gives a *repeating*, shuffled stream of what is not
+    cached, whose batches are trained on directly (every other batch), as for a cache cut by memory from the
+    start. A platform dataset has no random access: each pass of a repeating stream decodes the cached samples
+    again to skip them, which is why a cache cut by time grows instead.
+    """
 
     x: np.ndarray  # uint8 [N, T, H, W, C]
     y: np.ndarray  # float32 [N, K]
     stream: Iterator[tuple[np.ndarray, np.ndarray]] | None = None
     seed: int = 0
+    grow: bool = False
+    read: int = 0  # samples of the dataset read so far (cached or set aside by the caller), for `restart`
+    max_bytes: int | None = None
+    restart: Callable[[int], Iterator[tuple[np.ndarray, np.ndarray]]] | None = None
 
     def __post_init__(self) -> None:
         if len(self.x) != len(self.y):
@@ -100,6 +113,8 @@ class TrainSet:
             raise ValueError("no training samples")
         self._rng = np.random.default_rng(self.seed)
         self._turn = 0
+        self._size = len(self.x)  # filled rows of the buffers below (capacity grows by doubling)
+        self._x_buffer, self._y_buffer = self.x, self.y
 
     def __len__(self) -> int:
         return len(self.x)
@@ -114,7 +129,12 @@ class TrainSet:
         if self.stream is not None and self._turn % 2 == 0:
             try:
                 x, y = next(self.stream)
-                return x, y
+                if not self.grow:
+                    return x, y
+                self._append(x, y)
+            except StopIteration:  # a growing stream has delivered every sample
+                logger.info("[data] the whole training set is cached now (%d samples)", len(self.x))
+                self.stream = None
             except Exception as exc:  # noqa: BLE001 - whatever broke the stream, the cache still trains
                 logger.error("[data] streaming the uncached training samples failed (%s: %s); "
                              "training on the %d cached samples from now on", type(exc).__name__, exc, len(self.x))
@@ -122,27 +142,60 @@ class TrainSet:
         idx = self._rng.choice(len(self.x), size=min(batch_size, len(self.x)), replace=len(self.x) < batch_size)
         return self.x[idx], self.y[idx]
 
+    def _append(self, x: np.ndarray, y: np.ndarray) -> None:
+        """Cache a streamed batch; at `max_bytes` switch to the repeating stream of the rest."""
+        if self.max_bytes is not None and self.x.nbytes + x.nbytes > self.max_bytes:
+            self.grow = False
+            self.stream = self.restart(self.read) if self.restart is not None else None
+            logger.info("[data] cache full at %d samples (%.0f MB); streaming the rest", len(self.x),
+                        self.x.nbytes / 1e6)
+            return
+        n = self._size + len(x)
+        if n > len(self._x_buffer):
+            capacity = max(n, 2 * len(self._x_buffer))
+            self._x_buffer = np.concatenate([self._x_buffer[:self._size],
+                                             np.empty((capacity - self._size, *x.shape[1:]), x.dtype)])
+            self._y_buffer = np.concatenate([self._y_buffer[:self._size],
+                                             np.empty((capacity - self._size, *y.shape[1:]), y.dtype)])
+        self._x_buffer[self._size:n], self._y_buffer[self._size:n] = x, y
+        self._size, self.read = n, self.read + len(x)
+        self.x, self.y = self._x_buffer[:n], self._y_buffer[:n]
+
 
 def load_train_set(source: Any, *, resolution: int, batch_size: int, max_bytes: int = DEFAULT_CACHE_BYTES,
-                   max_samples: int | None = None, stream_rest: bool = False, seed: int = 0) -> TrainSet:
-    """Decode a training split into a `TrainSet` at `resolution`.
+                   max_samples: int | None = None, stream_rest: bool = False, seed: int = 0,
+                   frames: int | None = None, shuffle_buffer: int = 1024) -> TrainSet:
+    """Decode a training split into a `TrainSet` at `resolution` (clips: at most `frames` evenly spaced frames).
 
-    The cache stops at `max_bytes` or `max_samples`; beyond `max_bytes` the rest is always streamed,
-    beyond `max_samples` only with `stream_rest` (a time-capped cache) and not for a deliberate subset.
+    The cache stops at `max_bytes` or `max_samples`. Beyond `max_bytes` the rest is streamed, repeating and
+    shuffled within `shuffle_buffer` samples (each sample it holds is decoded before the first batch comes: keep
+    it small where samples decode slowly); beyond `max_samples`, with `stream_rest` (a time-capped cache), the
+    cache grows from a stream of the rest while training (`TrainSet`); a deliberate subset stays as it is.
     """
-    arrays = to_arrays(source, size=(resolution, resolution), max_bytes=max_bytes, max_samples=max_samples)
-    stream = None
-    cut_by_bytes = max_samples is None or len(arrays) < max_samples
-    if not arrays.complete and (cut_by_bytes or stream_rest):
+    arrays = to_arrays(source, size=(resolution, resolution), max_bytes=max_bytes, max_samples=max_samples,
+                       frames=frames)
+    size = (resolution, resolution)
+
+    def repeating(skip: int) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        return uint8_batches(source, size=size, batch_size=batch_size, skip=skip, seed=seed, frames=frames,
+                             shuffle_buffer=shuffle_buffer)
+
+    data = TrainSet(arrays.x, arrays.y, seed=seed, read=len(arrays), max_bytes=max_bytes, restart=repeating)
+    if arrays.complete:
+        return data
+    if max_samples is None or len(arrays) < max_samples:  # cut by memory
         logger.info("[data] cached %d samples (%.0f MB); streaming the rest", len(arrays), arrays.x.nbytes / 1e6)
-        stream = uint8_batches(source, size=(resolution, resolution), batch_size=batch_size, skip=len(arrays),
-                               seed=seed)
-    return TrainSet(arrays.x, arrays.y, stream=stream, seed=seed)
+        data.stream = repeating(len(arrays))
+    elif stream_rest:
+        logger.info("[data] cached %d samples (%.0f MB); the rest joins the cache while training", len(arrays),
+                    arrays.x.nbytes / 1e6)
+        data.stream, data.grow = arrays.rest, True
+    return data
 
 
-def load_test_array(source: Any, *, resolution: int) -> np.ndarray:
-    """Decode a whole test split once, in order: uint8 `[N, T, H, W, C]`."""
-    return to_arrays(source, size=(resolution, resolution)).x
+def load_test_array(source: Any, *, resolution: int, frames: int | None = None) -> np.ndarray:
+    """Decode a whole test split once, in order: uint8 `[N, T, H, W, C]` (at most `frames` per clip)."""
+    return to_arrays(source, size=(resolution, resolution), frames=frames).x
 
 
 def to_float_batch(x: np.ndarray | torch.Tensor, device: torch.device, resolution: int | None = None,

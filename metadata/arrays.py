@@ -10,6 +10,8 @@ behaviour is used, so the platform's objects work unchanged.
 from __future__ import annotations
 
 import logging
+import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -17,11 +19,38 @@ import numpy as np
 import tensorflow as tf
 
 from metadata.errors import RecordError, SampleCountError
-from metadata.reader import AutoDLDataset, locate_bad_record
+from metadata.reader import AutoDLDataset, frame_positions, locate_bad_record
 
-__all__ = ["Arrays", "to_arrays", "as_tf_dataset", "max_side", "uint8_batches", "record_error"]
+__all__ = ["Arrays", "to_arrays", "as_tf_dataset", "max_side", "uint8_batches", "record_error", "frame_positions",
+           "DECODE_BATCH_BYTES"]
 
 logger = logging.getLogger(__name__)
+
+# Decoded input per conversion batch: 64 clips of 181 frames of 120x160 px are 890 MB of float32, which the
+# pipeline's parallel calls and prefetching hold several times over (6 GB for 100 such clips); images still
+# come 64 at a time.
+DECODE_BATCH_BYTES = 64 * 1024**2
+
+
+def keep_frames(x: tf.Tensor, k: int | None) -> tf.Tensor:
+    """`x` (`[T, H, W, C]`, or batched `[B, T, H, W, C]`) with at most `k` evenly spaced frames (None: all).
+    A static length needs no op when it is at most `k`, else a constant gather (tracing the general ops cost
+    every decode about 0.15 s)."""
+    axis = x.shape.rank - 4
+    t = x.shape[axis]
+    if not k or (t is not None and t <= k):
+        return x
+    if t is not None:
+        return tf.gather(x, frame_positions(t, k), axis=axis)
+    return tf.gather(x, frame_positions(tf.shape(x)[axis], k), axis=axis)
+
+
+def _bounded_batch(shape: tf.TensorShape, itemsize: int, batch_size: int) -> int:
+    """`batch_size`, lowered so that a batch of samples of `shape` holds at most `DECODE_BATCH_BYTES`."""
+    if not shape.is_fully_defined():
+        return batch_size
+    per_sample = int(np.prod(shape.as_list())) * itemsize
+    return max(1, min(batch_size, DECODE_BATCH_BYTES // max(per_sample, 1)))
 
 
 @dataclass
@@ -34,12 +63,16 @@ class Arrays:
         complete: False when `max_samples` or `max_bytes` stopped reading before the end.
         out_of_range: samples whose values fell outside [0, 1] and were clipped for uint8
             (DENSE data stored on another scale; ask for float32 to keep it).
+        rest: when reading stopped before the end, the samples after those kept, in dataset order, a batch at
+            a time (`(x, y)` as above): reading goes on where it stopped, so nothing is decoded twice (a platform
+            dataset has no random access: skipping samples decodes them).
     """
 
     x: np.ndarray
     y: np.ndarray
     complete: bool
     out_of_range: int = 0
+    rest: Iterator[tuple[np.ndarray, np.ndarray]] | None = None
 
     def __len__(self) -> int:
         return len(self.x)
@@ -54,10 +87,10 @@ def as_tf_dataset(source: Any) -> tf.data.Dataset:
     raise TypeError(f"expected a tf.data.Dataset or an AutoDL dataset object, got {type(source).__name__}")
 
 
-def max_side(source: Any, max_samples: int) -> int:
+def max_side(source: Any, max_samples: int, max_seconds: float | None = None) -> int:
     """The largest height or width of a frame among the first `max_samples` samples (0: none): the static
-    shape when the dataset declares one, else read (decoded, not resized). For choosing a storage side
-    before anything is decoded at it.
+    shape when the dataset declares one, else read (decoded, not resized; after `max_seconds`, at least one
+    sample, reading stops). For choosing a storage side before anything is decoded at it.
 
     Raises:
         RecordError: a record that cannot be read or decoded.
@@ -67,22 +100,26 @@ def max_side(source: Any, max_samples: int) -> int:
     if shape.rank is not None and shape.rank >= 3 and shape[-3] is not None and shape[-2] is not None:
         return max(int(shape[-3]), int(shape[-2]))
     side = 0
+    start = time.time()
     try:
         for element in ds.take(max_samples):
             side = max(side, *(int(d) for d in element[0].shape[-3:-1]))
+            if max_seconds is not None and time.time() - start >= max_seconds:
+                break
     except (tf.errors.OpError, ValueError) as exc:
         raise record_error(source, exc) from exc
     return side
 
 
 def _float_pipeline(ds: tf.data.Dataset, size: tuple[int, int] | None, dtype: str, antialias: bool,
-                    batch_size: int | None = None) -> tf.data.Dataset:
+                    batch_size: int | None = None, frames: int | None = None) -> tf.data.Dataset:
     """uint8/float32 conversion for datasets that yield float examples in [0, 1].
 
     With `batch_size` (for samples of one static shape only), samples are batched first and converted a batch
     at a time: per-sample conversion cost more than the platform's own decoding (10,000 test images of 64 px:
-    5.6 s against 2.6 s for the bare iteration). Samples already at `size` are not resized. Yields
-    `(x, y, outside)`, batched when `batch_size` is given (`outside`: per sample, values beyond [0, 1]).
+    5.6 s against 2.6 s for the bare iteration). Samples already at `size` are not resized. With `frames`, clips
+    keep that many evenly spaced frames before they are resized and converted. Yields `(x, y, outside)`, batched
+    when `batch_size` is given (`outside`: per sample, values beyond [0, 1] in the frames kept).
     """
     shape = ds.element_spec[0].shape
     batched = batch_size is not None
@@ -93,13 +130,13 @@ def _float_pipeline(ds: tf.data.Dataset, size: tuple[int, int] | None, dtype: st
     @tf.autograph.experimental.do_not_convert
     def convert(*element: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
         x, y = element[0], element[-1]  # several matrix bundles: keep the first
-        x = tf.convert_to_tensor(x, tf.float32)
+        x = keep_frames(tf.convert_to_tensor(x, tf.float32), frames)
         axes = list(range(1, x.shape.rank)) if batched else None
         outside = tf.logical_or(tf.reduce_min(x, axis=axes) < 0.0, tf.reduce_max(x, axis=axes) > 1.0)
         if resize:
             if batched:  # [B, T, H, W, C]: resize the B*T frames
-                frames = tf.image.resize(tf.reshape(x, [-1, *x.shape[-3:]]), size, antialias=antialias)
-                x = tf.reshape(frames, tf.concat([tf.shape(x)[:2], tf.shape(frames)[1:]], 0))
+                resized = tf.image.resize(tf.reshape(x, [-1, *x.shape[-3:]]), size, antialias=antialias)
+                x = tf.reshape(resized, tf.concat([tf.shape(x)[:2], tf.shape(resized)[1:]], 0))
             else:
                 x = tf.image.resize(x, size, antialias=antialias)
         if dtype == "uint8":
@@ -111,7 +148,8 @@ def _float_pipeline(ds: tf.data.Dataset, size: tuple[int, int] | None, dtype: st
 
 def to_arrays(source: Any, *, max_samples: int | None = None, size: tuple[int, int] | None = None,
               max_bytes: int | None = None, dtype: str = "uint8", batch_size: int = 64,
-              antialias: bool = True, expected_count: int | None = None) -> Arrays:
+              antialias: bool = True, expected_count: int | None = None, frames: int | None = None,
+              max_seconds: float | None = None) -> Arrays:
     """Decode `source` into arrays, in dataset order.
 
     Args:
@@ -124,6 +162,10 @@ def to_arrays(source: Any, *, max_samples: int | None = None, size: tuple[int, i
         antialias: antialiased bilinear resizing (better when shrinking large images).
         expected_count: when the whole split is read, the number of samples it must hold; our
             `AutoDLDataset` supplies its metadata's `sample_count` itself.
+        frames: keep at most this many evenly spaced frames of each clip (`frame_positions`), chosen before
+            frames are resized or converted (our `AutoDLDataset`: before they are decoded).
+        max_seconds: stop once reading has taken this long (after at least one batch; `complete` is then
+            False unless the end was reached): a first sample of long clips must not take a minute.
 
     Raises:
         RecordError: a record that cannot be read or decoded (file and index when known).
@@ -136,19 +178,23 @@ def to_arrays(source: Any, *, max_samples: int | None = None, size: tuple[int, i
     if max_samples is not None:
         batch_size = max(1, min(batch_size, max_samples))
     pre_batched = False
+    start = time.time()
     if ours and dtype == "uint8":
-        ds = source.uint8_dataset(size, antialias=antialias).map(
+        ds = source.uint8_dataset(size, antialias=antialias, frames=frames).map(
             lambda x, y: (x, y, tf.constant(False)))
     else:
         source_ds = as_tf_dataset(source)
-        pre_batched = source_ds.element_spec[0].shape.is_fully_defined()  # one static shape: convert by batch
-        ds = _float_pipeline(source_ds, size, dtype, antialias, batch_size if pre_batched else None)
+        shape = source_ds.element_spec[0].shape
+        pre_batched = shape.is_fully_defined()  # one static shape: convert by batch
+        ds = _float_pipeline(source_ds, size, dtype, antialias,
+                             _bounded_batch(shape, 4, batch_size) if pre_batched else None, frames)
     if ours and expected_count is None:
         expected_count = source.get_metadata().size()
     batched = ds.element_spec[0].shape.is_fully_defined()
     # Variable sizes cannot be batched: read one by one and insist they agree.
     if not pre_batched:
-        ds = ds.batch(batch_size if batched else 1)
+        ds = ds.batch(_bounded_batch(ds.element_spec[0].shape, ds.element_spec[0].dtype.size, batch_size)
+                      if batched else 1)
     ds = ds.prefetch(2)
 
     xs: list[np.ndarray] = []
@@ -158,7 +204,8 @@ def to_arrays(source: Any, *, max_samples: int | None = None, size: tuple[int, i
     iterator = iter(ds)
     while True:
         if (max_samples is not None and count >= max_samples) or (
-                max_bytes is not None and n_bytes >= max_bytes):
+                max_bytes is not None and n_bytes >= max_bytes) or (
+                max_seconds is not None and count and time.time() - start >= max_seconds):
             break
         try:
             x, y, outside = next(iterator)
@@ -190,13 +237,29 @@ def to_arrays(source: Any, *, max_samples: int | None = None, size: tuple[int, i
         keep = min(keep, max_samples)
     if max_bytes is not None and n_bytes > max_bytes and keep > 1:
         keep = min(keep, max(1, int(len(x_all) * max_bytes / n_bytes)))
+    left_x, left_y = x_all[keep:], y_all[keep:]
     x_all, y_all = x_all[:keep], y_all[:keep]
     complete = exhausted or (expected_count is not None and keep >= expected_count)
     if exhausted and expected_count is not None and count != expected_count:
         where = source.get_metadata().get_dataset_name() if ours else "the dataset"
         raise SampleCountError(f"{where}: metadata sample_count is {expected_count}, "
                                f"but the records hold {count} samples")
-    return Arrays(x=x_all, y=y_all, complete=complete, out_of_range=out_of_range)
+    rest = None if complete else _rest(source, left_x, left_y, iterator)
+    return Arrays(x=x_all, y=y_all, complete=complete, out_of_range=out_of_range, rest=rest)
+
+
+def _rest(source: Any, x: np.ndarray, y: np.ndarray, iterator: Any) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """The samples read but not kept, then the batches `iterator` has not delivered yet (numpy)."""
+    if len(x):
+        yield x, y
+    while True:
+        try:
+            batch = next(iterator)
+        except StopIteration:
+            return
+        except (tf.errors.OpError, ValueError) as exc:
+            raise record_error(source, exc) from exc
+        yield batch[0].numpy(), batch[1].numpy()
 
 
 def record_error(source: Any, exc: Exception) -> RecordError:
@@ -211,15 +274,21 @@ def record_error(source: Any, exc: Exception) -> RecordError:
 
 
 def uint8_batches(source: Any, *, size: tuple[int, int], batch_size: int, skip: int = 0,
-                  shuffle_buffer: int = 1024, seed: int = 0, antialias: bool = True) -> Any:
-    """An endless, shuffled iterator of numpy `(uint8 x [B,T,H,W,C], float32 y [B,K])` batches.
+                  shuffle_buffer: int = 1024, seed: int = 0, antialias: bool = True,
+                  frames: int | None = None, repeat: bool = True) -> Any:
+    """An iterator of numpy `(uint8 x [B,T,H,W,C], float32 y [B,K])` batches of the samples after the first
+    `skip`: endless and shuffled within `shuffle_buffer` (`repeat`), or once in dataset order.
 
-    For training on the part of a dataset that does not fit in memory: `skip` the samples already
-    cached, repeat the rest, shuffle within `shuffle_buffer`.
+    For training on the part of a dataset that is not cached; clips keep `frames` evenly spaced frames. Our
+    `AutoDLDataset` skips records before they are decoded; any other dataset decodes the skipped samples too
+    (on every pass when repeating).
     """
     if isinstance(source, AutoDLDataset):
-        ds = source.uint8_dataset(size, antialias=antialias)
+        ds = source.uint8_dataset(size, antialias=antialias, frames=frames, skip=skip)
     else:
-        ds = _float_pipeline(as_tf_dataset(source), size, "uint8", antialias).map(lambda x, y, o: (x, y))
-    ds = ds.skip(skip).repeat().shuffle(shuffle_buffer, seed=seed).batch(batch_size).prefetch(2)
+        ds = _float_pipeline(as_tf_dataset(source).skip(skip), size, "uint8", antialias, frames=frames).map(
+            lambda x, y, o: (x, y))
+    if repeat:
+        ds = ds.repeat().shuffle(shuffle_buffer, seed=seed)
+    ds = ds.batch(batch_size).prefetch(2)
     return ds.as_numpy_iterator()

@@ -22,7 +22,7 @@ import tensorflow as tf
 from metadata.errors import AutoDLDataError, RecordError
 from metadata.spec import AutoDLMetadata
 
-__all__ = ["AutoDLDataset", "list_record_files", "records_dataset", "iter_raw_records", "locate_bad_record"]
+__all__ = ["AutoDLDataset", "frame_positions", "list_record_files", "records_dataset", "iter_raw_records", "locate_bad_record"]
 
 AUTOTUNE = tf.data.AUTOTUNE
 
@@ -42,6 +42,17 @@ def records_dataset(files: list[str], num_parallel_readers: int = 3) -> tf.data.
         return tf.data.Dataset.from_tensor_slices(files).interleave(
             tf.data.TFRecordDataset, cycle_length=num_parallel_readers, num_parallel_calls=AUTOTUNE)
     return tf.data.TFRecordDataset(files, num_parallel_reads=num_parallel_readers)
+
+
+def frame_positions(t: tf.Tensor | int, k: int) -> tf.Tensor | np.ndarray:
+    """Indices of min(t, k) frames evenly spaced over a clip of t frames, the first and the last included: the
+    frames `learner.video.sample_frame_indices(t, k, "uniform")` picks; all t when t <= k. A known length
+    (an int) gives int32 numpy constants (cheaper to trace in a `tf.data` function), a tensor a tensor."""
+    if isinstance(t, (int, np.integer)):
+        return np.round(np.linspace(0, t - 1, min(t, k))).astype(np.int32)
+    t = tf.cast(t, tf.int32)
+    return tf.cast(tf.round(tf.linspace(tf.constant(0.0, tf.float64), tf.cast(t - 1, tf.float64),
+                                        tf.minimum(t, k))), tf.int32)
 
 
 class AutoDLDataset:
@@ -144,13 +155,15 @@ class AutoDLDataset:
         return sample
 
     # -- fast path -------------------------------------------------------------------------------
-    def uint8_dataset(self, size: tuple[int, int] | None = None, *,
-                      antialias: bool = True) -> tf.data.Dataset:
+    def uint8_dataset(self, size: tuple[int, int] | None = None, *, antialias: bool = True,
+                      frames: int | None = None, skip: int = 0) -> tf.data.Dataset:
         """`(uint8 [T, H, W, C], float32 labels)`, decoding straight to uint8.
 
         Skips the float round trip of `get_dataset()`; with `size` every frame is resized
         (bilinear). The sequence is padded with zero frames or cut to `sequence_size`, the
-        semantics `data.proto` documents. Only for bundle 0 of COMPRESSED or DENSE data.
+        semantics `data.proto` documents; with `frames`, at most that many evenly spaced frames of
+        it are kept (`frame_positions`), and only those are decoded; the first `skip` records are
+        passed over undecoded. Only for bundle 0 of COMPRESSED or DENSE data.
         """
         meta = self.metadata_
         if meta.is_sparse(0):
@@ -169,21 +182,38 @@ class AutoDLDataset:
                         image = tf.image.resize(image, size, antialias=antialias)
                         image = tf.cast(tf.round(tf.clip_by_value(image, 0.0, 255.0)), tf.uint8)
                     return image
-                frames = tf.map_fn(decode, features["0_compressed"].values,
-                                   fn_output_signature=tf.uint8)
+                encoded = features["0_compressed"].values
+                if seq > 0:  # the frames the sequence keeps (cut to seq; positions past the record's are padding)
+                    encoded = encoded[:seq]
+                kept = None
+                if frames and not 0 < seq <= frames:
+                    positions = tf.constant(frame_positions(seq, frames)) if seq > 0 else frame_positions(
+                        tf.shape(encoded)[0], frames)  # a constant when the length is known (cheaper to trace)
+                    kept = tf.size(positions)
+                    encoded = tf.gather(encoded, positions[positions < tf.shape(encoded)[0]])  # ascending
+                frame_array = tf.map_fn(decode, encoded, fn_output_signature=tf.uint8)
+                if kept is not None:  # padding frames among the kept positions: zeros, at the end
+                    frame_array = tf.pad(frame_array, [[0, kept - tf.shape(frame_array)[0]], [0, 0], [0, 0], [0, 0]])
             else:
                 dense = tf.reshape(features["0_dense_input"], [-1, row, col, channels])
+                if seq > 0:
+                    dense = dense[:seq]
+                    dense = tf.pad(dense, [[0, tf.maximum(seq - tf.shape(dense)[0], 0)], [0, 0], [0, 0], [0, 0]])
+                if frames and not 0 < seq <= frames:
+                    dense = tf.gather(dense, frame_positions(seq, frames) if seq > 0 else frame_positions(
+                        tf.shape(dense)[0], frames))
                 if size is not None:
                     dense = tf.image.resize(dense, size, antialias=antialias)
-                frames = tf.cast(tf.round(tf.clip_by_value(dense, 0.0, 1.0) * 255.0), tf.uint8)
-            if seq > 0:
-                pad = tf.maximum(seq - tf.shape(frames)[0], 0)
-                frames = tf.pad(frames, [[0, pad], [0, 0], [0, 0], [0, 0]])[:seq]
+                frame_array = tf.cast(tf.round(tf.clip_by_value(dense, 0.0, 1.0) * 255.0), tf.uint8)
+            if seq > 0 and not (frames and seq > frames):  # not gathered (which pads): pad or cut to seq
+                pad = tf.maximum(seq - tf.shape(frame_array)[0], 0)
+                frame_array = tf.pad(frame_array, [[0, pad], [0, 0], [0, 0], [0, 0]])[:seq]
+            length = (min(seq, frames) if frames else seq) if seq > 0 else None
             h, w = size if size is not None else (row if row > 0 else None, col if col > 0 else None)
-            frames.set_shape([seq if seq > 0 else None, h, w, channels])
-            return frames, self._labels(contexts)
+            frame_array.set_shape([length, h, w, channels])
+            return frame_array, self._labels(contexts)
 
-        return self.record_dataset().map(parse, num_parallel_calls=AUTOTUNE)
+        return self.record_dataset().skip(skip).map(parse, num_parallel_calls=AUTOTUNE)
 
     def labels(self) -> np.ndarray:
         """float32 `[N, output_dim]` labels in read order, parsed without decoding any image."""

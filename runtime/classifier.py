@@ -73,13 +73,16 @@ class AnytimeClassifier:
                                    metadata.get_sequence_size())
         resolutions = [self.extractor.resolution, self.probe_extractor.resolution, probe_side,
                        *(c.resolution for c in (candidates if s.config else self.configs.values()))]
+        # frames per clip sampled by readers the engine does not hold yet (selection may pick any configuration)
+        frames = [self.extractor.frames, *(spec.frames for spec in (self.manifest.companions if self.manifest else ())),
+                  *(c.frames_per_clip for c in (candidates if s.config else self.configs.values()))]
         self.engine = AnytimeEngine(num_classes=self.num_classes, train_size=metadata.size(),
                                     probe_extractor=self.probe_extractor, companions=self.companions,
                                     candidates=candidates,
                                     select=None if s.config or self.selector is None else self._rank,
                                     weights_dir=self.weights_dir, storage_resolution=max(resolutions),
                                     native_size=tuple(metadata.get_matrix_size()), settings=s,
-                                    member_settings=self.member_settings)
+                                    reader_frames=max(frames), member_settings=self.member_settings)
 
     # -- the platform calls ---------------------------------------------------------------------
     @property

@@ -42,7 +42,7 @@ import math
 import time
 import warnings
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -161,6 +161,7 @@ def _folds(y: np.ndarray, k: int, seed: int, multilabel: bool) -> list[tuple[np.
 
 VIDEO_STORAGE = 128  # largest side at which clips are decoded for the probe
 PEEK_SAMPLES = 64  # samples whose size decides the storage side of images of varying size
+PEEK_SECONDS = 1.0  # ... or as many as are read in this time (long clips)
 # timed passes of 8 samples per side and network, the fastest counts: one pass after the warm-up read 2-5 times
 # too slow now and then (the process's first passes), and the first rung then came down a side at random
 # (antsbees: 128 px in one run, 64 px in two)
@@ -211,6 +212,9 @@ class AnytimeEngine:
         native_size: the images' (rows, cols) when they all share it (the metadata's `matrix_size`); unknown
             (-1, -1): the largest side of the first samples, peeked at the first `train` call.
         settings: the knobs.
+        reader_frames: the most frames per clip that a reader outside the engine's own networks samples (the
+            fingerprint network; companions and candidates are counted here): clips are kept with
+            `video_frames` evenly spaced frames, or as many as the most demanding reader samples.
         member_settings: a candidate's own settings (`runtime.settings.MEMBER_FIELDS`), applied over
             `settings` while it is fine-tuned.
     """
@@ -218,7 +222,7 @@ class AnytimeEngine:
     def __init__(self, *, num_classes: int, train_size: int, probe_extractor: FeatureExtractor,
                  companions: Sequence[tuple[str, Callable[[], FeatureExtractor]]] = (), candidates: Sequence[TrainConfig], select: Selector | None = None, weights_dir: str | None = None,
                  storage_resolution: int, native_size: tuple[int, int] = (-1, -1),
-                 settings: RuntimeSettings | None = None,
+                 settings: RuntimeSettings | None = None, reader_frames: int = 1,
                  member_settings: dict[TrainConfig, dict[str, Any]] | None = None):
         self.num_classes, self.train_size = num_classes, train_size
         self.probe_extractor = probe_extractor
@@ -232,6 +236,10 @@ class AnytimeEngine:
         self.resolution = storage_resolution  # until the first call caps it at the images' own size
         self.native_size = native_size
         self.settings = self.base_settings = settings or RuntimeSettings()
+        s = self.settings
+        # frames kept per clip (None: all of them)
+        self.frames = (max(s.video_frames, reader_frames, probe_extractor.frames,
+                           *(c.frames_per_clip for c in self.candidates)) if s.video_frames else None)
         self.member_settings = member_settings or {}
         self.clock = Clock()
         self.phase = Phase.FIRST_ANSWER
@@ -298,7 +306,7 @@ class AnytimeEngine:
     def test(self, dataset: Any, remaining_time_budget: float | None = None) -> np.ndarray:
         start = time.time()
         if self.test_x is None:  # decoded once, like the validation sample
-            self.test_x = to_arrays(dataset, size=(self.resolution,) * 2).x
+            self.test_x = to_arrays(dataset, size=(self.resolution,) * 2, frames=self.frames).x
         if self.pending is not None:
             pending, self.pending = self.pending, None
             try:
@@ -365,7 +373,7 @@ class AnytimeEngine:
         if known:
             native = max(rows, cols)
         else:
-            native = max_side(dataset, PEEK_SAMPLES)
+            native = max_side(dataset, PEEK_SAMPLES, max_seconds=PEEK_SECONDS)
             if native > 0:
                 native = max(native, self._rung_options()[-1][0])  # the cheapest rung's side
         if 0 < native < self.resolution:
@@ -609,7 +617,7 @@ class AnytimeEngine:
         if self.train_data is None:
             x, y = self._decode_training_set(dataset, available)
             x, y = self._grow_validation(x, y, available)
-            self.train_data = TrainSet(x, y, stream=self._stream, seed=s.seed)
+            self.train_data = replace(self._decoded, x=x, y=y)  # its stream, without the validation samples
             self._refit(x, y, available)
             if self.pending is not None:  # deliver the better answer now; the network comes next call
                 return
@@ -630,9 +638,12 @@ class AnytimeEngine:
             logger.info("[train] decoding %d of %d training samples now (%.0f samples/s); streaming the rest",
                         max_samples, self.train_size, self.decode_rate)
         batch = self.config.batch_size if self.config else 32
+        # a shuffle buffer is decoded before the first streamed batch: at most about 2 s of decoding
+        shuffle = int(min(1024, max(batch, 2 * self.decode_rate)))
         data = load_train_set(dataset, resolution=self.resolution, batch_size=batch, max_bytes=s.cache_bytes,
-                              max_samples=max_samples, stream_rest=True, seed=s.seed)
-        self._stream = data.stream
+                              max_samples=max_samples, stream_rest=True, seed=s.seed, frames=self.frames,
+                              shuffle_buffer=shuffle)
+        self._decoded = data
         keep = np.setdiff1d(np.arange(len(data)), self.val_idx)  # the validation samples stay out
         return data.x[keep], data.y[keep]
 
@@ -945,12 +956,18 @@ class AnytimeEngine:
 
     def _read_probe_sample(self, dataset: Any) -> tuple[np.ndarray, np.ndarray, bool]:
         """The first samples in dataset order (and whether they are all of them); four times as many when
-        fewer than half the classes appear (datasets stored sorted by class)."""
+        fewer than half the classes appear (datasets stored sorted by class). Each read stops after
+        `first_sample_seconds` (four times that for the second): long clips decode at a few per second."""
+        s = self.settings
         size = (self.resolution,) * 2
-        arrays = to_arrays(dataset, size=size, max_samples=self.settings.probe_samples)
+        count, seconds = s.probe_samples, s.first_sample_seconds
+        arrays = to_arrays(dataset, size=size, max_samples=count, frames=self.frames, max_seconds=seconds or None)
         seen = int(((arrays.y > 0).sum(0) > 0).sum())
         if not arrays.complete and seen * 2 < self.num_classes:
-            arrays = to_arrays(dataset, size=size, max_samples=4 * self.settings.probe_samples)
+            count, seconds = 4 * count, 4 * seconds
+            arrays = to_arrays(dataset, size=size, max_samples=count, frames=self.frames, max_seconds=seconds or None)
+        if not arrays.complete and len(arrays) < count:
+            logger.info("[train] first sample: %d samples, read in the %.0f s allowed", len(arrays), seconds)
         return arrays.x, arrays.y, arrays.complete
 
     def _val_score(self, prediction: np.ndarray, rows: np.ndarray | None = None) -> float:

@@ -101,6 +101,13 @@ class RuntimeSettings:
             probe's first side; resized up when read): hoda's digits (at most 58 px, sizes vary) were decoded at
             224 px, 0.3 s for 512 training and 0.35 s for 600 test images against 0.12 and 0.13 s at 32 px, all
             before the first answer. Off: the largest side any reader needs (the flow before).
+        video_frames: clips are decoded and kept with at most this many evenly spaced frames (more when a reader,
+            the probe's or a configuration's network, samples more frames per clip); every reader samples its frames
+            from those. Long clips made the first sample and the test set slow and large: 181-frame clips of
+            120x160 px (a synthetic case, `benchmarks/edge_cases.py` kraut) took 63 s for the first 500 and 28 s
+            for 250 test clips, and 10 GB, when every frame was resized and kept. 0: every frame (the flow before).
+        first_sample_seconds: decoding the first sample stops after this many seconds (at least one batch), and
+            its fourfold reread (fewer than half the classes seen) after four times as many; 0: no time cap.
         seed: randomness of sampling and training.
     """
 
@@ -141,6 +148,8 @@ class RuntimeSettings:
     blend: bool = True
     next_config_on_stall: bool = True
     store_native: bool = True
+    video_frames: int = 16
+    first_sample_seconds: float = 3.0
     forward_activations: int = 5_000_000  # learner.data.DEFAULT_FORWARD_ACTIVATIONS (not imported: that loads torch)
     seed: int = 0
 
@@ -155,7 +164,7 @@ class RuntimeSettings:
             value = getattr(self, name)
             if not isinstance(value, (int, float)) or not 0 < value < 1:
                 raise ValueError(f"The {name!r} setting must be in (0, 1). Got {value!r} instead.")
-        for name in ("probe_inline", "safety", "probe_first_seconds"):
+        for name in ("probe_inline", "safety", "probe_first_seconds", "first_sample_seconds"):
             value = getattr(self, name)
             if not isinstance(value, (int, float)) or value < 0:
                 raise ValueError(f"The {name!r} setting must be >= 0. Got {value!r} instead.")
@@ -165,6 +174,8 @@ class RuntimeSettings:
                 or self.forward_activations < 0):
             raise ValueError("The 'forward_activations' setting must be an int >= 0. "
                              f"Got {self.forward_activations!r} instead.")
+        if isinstance(self.video_frames, bool) or not isinstance(self.video_frames, int) or self.video_frames < 0:
+            raise ValueError(f"The 'video_frames' setting must be an int >= 0. Got {self.video_frames!r} instead.")
         if not isinstance(self.val_samples, int) or self.val_samples < 0:
             raise ValueError(f"The 'val_samples' setting must be an int >= 0. Got {self.val_samples!r} instead.")
         if not isinstance(self.switch_confidence, (int, float)) or not 0 <= self.switch_confidence < 1:

@@ -115,16 +115,36 @@ def test_cache_cap_streams_the_rest(mnist_two_classes: Path) -> None:
     assert shapes == {(8, 1, 16, 16, 1)}
 
 
-def test_sample_cap_is_a_subset_unless_the_rest_is_streamed(mnist_two_classes: Path) -> None:
+def test_sample_cap_is_a_subset_unless_the_rest_joins_the_cache(mnist_two_classes: Path) -> None:
     split = AutoDLDataset(str(mnist_two_classes / "mnist2.data/train"))
     subset = load_train_set(split, resolution=16, batch_size=8, max_samples=40)
     assert len(subset) == 40 and subset.stream is None
-    capped = load_train_set(split, resolution=16, batch_size=8, max_samples=40, stream_rest=True)
-    assert len(capped) == 40 and capped.stream is not None
-    streamed = {capped.sample(8)[0].shape for _ in range(4)}
-    assert streamed == {(8, 1, 16, 16, 1)}
     whole = load_train_set(split, resolution=16, batch_size=8, max_samples=1000, stream_rest=True)
     assert len(whole) == 300 and whole.stream is None
+    for source in (split, split.get_dataset()):  # ours skips records undecoded; the platform's object decodes them
+        capped = load_train_set(source, resolution=16, batch_size=64, max_samples=40, stream_rest=True)
+        assert len(capped) == 40 and capped.stream is not None and capped.grow
+        # the tail joins the cache batch by batch, in dataset order; training batches come from the cache alone
+        shapes = {capped.sample(8)[0].shape for _ in range(20)}
+        assert shapes == {(8, 1, 16, 16, 1)} and capped.stream is None and len(capped) == 300
+        assert np.abs(capped.x.astype(int) - whole.x).max() <= (0 if source is split else 1)  # float path rounds
+        np.testing.assert_array_equal(capped.y, whole.y)
+
+
+def test_a_growing_cache_that_fills_up_streams_the_rest_repeating(mnist_two_classes: Path) -> None:
+    split = AutoDLDataset(str(mnist_two_classes / "mnist2.data/train"))
+    data = load_train_set(split, resolution=16, batch_size=10, max_samples=40, stream_rest=True,
+                          max_bytes=100 * 16 * 16, shuffle_buffer=16)
+    assert data.grow and len(data) == 40
+    for _ in range(8):
+        data.sample(10)
+    # decoded 40 at a time (the first read's batch): the next 40 fitted, the 40 after them did not
+    assert not data.grow and len(data) == 80 and data.read == 80
+    everything = load_train_set(split, resolution=16, batch_size=8)
+    np.testing.assert_array_equal(data.x, everything.x[:80])
+    streamed = np.concatenate([next(data.stream)[0] for _ in range(60)])  # 600 draws of the 220 uncached
+    tail = {x.tobytes() for x in everything.x[80:]}
+    assert {x.tobytes() for x in streamed} == tail
 
 
 def test_stratified_split_and_augment() -> None:

@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from metadata.arrays import max_side, to_arrays
+from metadata.arrays import DECODE_BATCH_BYTES, max_side, to_arrays
 from metadata.check import check_dataset, read_solution
 from metadata.errors import AutoDLDataError, RecordError, SampleCountError
-from metadata.reader import AutoDLDataset
+from metadata.reader import AutoDLDataset, frame_positions
 
 MINICIAO_TRAIN_COUNTS = [8, 8, 11, 6, 9, 6, 7, 9, 8, 10]
 MONKEYS_TRAIN_COUNTS = [3, 3, 2, 1, 3, 3, 3, 2, 3, 3]
@@ -57,6 +57,7 @@ def test_max_side_reads_varying_sizes_and_trusts_a_static_shape(samples_dir: Pat
     assert len(set(sides)) > 1
     for n in (1, 5, len(xs)):
         assert max_side(split, n) == max_side(split.get_dataset(), n) == max(sides[:n])
+    assert max_side(split, len(xs), max_seconds=1e-9) == sides[0]  # time up after the first sample
     out, _ = make_array_dataset("side", shape=(9, 7, 3))
     train = AutoDLDataset(str(out / "side.data/train")).get_dataset()
     assert max_side(train, 3) == 9
@@ -156,6 +157,64 @@ def test_platform_objects_of_one_shape_are_converted_a_batch_at_a_time(make_arra
     doubled = split.get_dataset().map(lambda x, y: (tf.where(tf.range(3)[:, None, None, None] == 0, 2 * x, x), y))
     beyond = int((arrays["x_train"][:, 0] > 127.5).any(axis=(1, 2, 3)).sum())  # 2x above 1 in the first frame
     assert 0 < beyond and to_arrays(doubled, batch_size=16).out_of_range == beyond
+
+
+def test_frame_positions_are_the_uniform_sampling_of_the_learner() -> None:
+    from learner.video import sample_frame_indices
+
+    for t in range(1, 200):
+        for k in (1, 2, 3, 4, 7, 8, 16, 32):
+            expected = np.arange(t) if t <= k else sample_frame_indices(t, k, "uniform")
+            np.testing.assert_array_equal(frame_positions(t, k), expected, err_msg=f"t={t}, k={k}")
+            np.testing.assert_array_equal(frame_positions(tf.constant(t), k).numpy(), expected, err_msg=f"t={t}")
+
+
+@pytest.mark.parametrize("fmt", ["compressed", "dense"])
+def test_clips_keep_evenly_spaced_frames_on_every_path(make_array_dataset, fmt: str) -> None:
+    """Ours (only the kept frames are decoded), the platform's float objects (kept before conversion), and the
+    stream: the same frames as decoding every frame and picking them; clips no longer than `frames` unchanged."""
+    out, arrays = make_array_dataset("clips", n_train=9, n_test=2, shape=(11, 6, 6, 3), fmt=fmt)
+    split = AutoDLDataset(str(out / "clips.data/train"))
+    everything = to_arrays(split).x
+    picked = everything[:, frame_positions(11, 4)]
+    assert picked.shape == (9, 4, 6, 6, 3)
+    np.testing.assert_array_equal(to_arrays(split, frames=4).x, picked)
+    np.testing.assert_array_equal(to_arrays(split.get_dataset(), frames=4).x, picked)
+    np.testing.assert_array_equal(to_arrays(split, frames=11).x, everything)
+    np.testing.assert_array_equal(to_arrays(split, frames=20).x, everything)
+    resized = to_arrays(split, size=(4, 4)).x[:, frame_positions(11, 3)]
+    np.testing.assert_array_equal(to_arrays(split, size=(4, 4), frames=3).x, resized)
+    from metadata.arrays import uint8_batches
+    x, _ = next(uint8_batches(split, size=(6, 6), batch_size=3, frames=4, shuffle_buffer=1))
+    assert x.shape == (3, 4, 6, 6, 3)
+
+
+def test_clips_shorter_than_the_sequence_are_padded_before_frames_are_kept(tmp_path: Path) -> None:
+    """A record with fewer frames than `sequence_size` is padded with zero frames (data.proto); keeping frames
+    picks among the padded sequence, so a padding position gives a zero frame."""
+    from metadata.convert import convert_arrays
+
+    x = np.full((2, 4, 5, 5, 1), 200, np.uint8)
+    convert_arrays(x, np.array([0, 1]), x, np.array([0, 1]), str(tmp_path / "pad"), name="pad", progress=False)
+    meta = tmp_path / "pad" / "pad.data" / "train" / "metadata.textproto"
+    meta.write_text(meta.read_text().replace("sequence_size: 4", "sequence_size: 7"))
+    split = AutoDLDataset(str(tmp_path / "pad" / "pad.data" / "train"))
+    full = to_arrays(split).x
+    assert full.shape == (2, 7, 5, 5, 1) and full[:, :4].min() == 200 and full[:, 4:].max() == 0
+    np.testing.assert_array_equal(to_arrays(split, frames=3).x, full[:, frame_positions(7, 3)])
+
+
+def test_long_clips_are_converted_in_batches_bounded_in_bytes_and_reads_stop_on_time(make_array_dataset) -> None:
+    out, _ = make_array_dataset("long", n_train=30, n_test=2, shape=(30, 96, 96, 3))
+    split = AutoDLDataset(str(out / "long.data/train"))
+    bound = DECODE_BATCH_BYTES // (30 * 96 * 96 * 3 * 4)  # float32 clips per conversion batch
+    assert bound < 30
+    got = to_arrays(split.get_dataset(), frames=8, batch_size=64)
+    assert got.x.shape == (30, 8, 96, 96, 3) and got.complete
+    quick = to_arrays(split.get_dataset(), max_seconds=1e-9, batch_size=64)  # one batch, then the time is up
+    assert len(quick) == bound and not quick.complete
+    mine = to_arrays(split, max_seconds=1e-9, batch_size=4)
+    assert len(mine) == 4 and not mine.complete
 
 
 def test_variable_sizes_need_a_size(samples_dir: Path) -> None:

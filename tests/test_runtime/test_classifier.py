@@ -29,6 +29,29 @@ def test_probe_sample_reads_on_when_the_data_is_sorted_by_class(samples_dir: Pat
     assert len(x) == 64 and (y.sum(0) > 0).sum() >= 5
 
 
+def test_the_first_sample_stops_on_time(samples_dir: Path, caplog: pytest.LogCaptureFixture) -> None:
+    train = AutoDLDataset(str(samples_dir / "miniciao/miniciao.data/train"))  # 82 samples, sorted by class
+    model = AnytimeClassifier(train.get_metadata(), str(BUNDLE), RuntimeSettings(first_sample_seconds=1e-9))
+    with caplog.at_level("INFO", logger="runtime.engine"):
+        x, _, complete = model.engine._read_probe_sample(train.get_dataset())
+    assert len(x) == 64 and not complete  # one decode batch, then the time was up (in the fourfold reread too)
+    assert "first sample: 64 samples, read in the 0 s allowed" in caplog.text
+
+
+@pytest.mark.parametrize("video_frames, kept", [(16, 16), (0, 20), (2, 4)])
+def test_clips_are_kept_with_the_frames_their_readers_need(make_array_dataset, video_frames: int,
+                                                           kept: int) -> None:
+    """At most `video_frames` evenly spaced frames, but never fewer than a reader samples (the bundle's
+    networks read 4 per clip); 0 keeps every frame."""
+    out, _ = make_array_dataset("clips", n_train=10, n_test=4, shape=(20, 8, 8, 3))
+    train = AutoDLDataset(str(out / "clips.data/train"))
+    model = AnytimeClassifier(train.get_metadata(), str(BUNDLE), RuntimeSettings(video_frames=video_frames))
+    model.train(train.get_dataset(), remaining_time_budget=600)  # the first answer: the sample is decoded
+    predictions = model.test(AutoDLDataset(str(out / "clips.data/test")).get_dataset(), remaining_time_budget=600)
+    assert predictions.shape == (4, 3)
+    assert model.engine.sample_x.shape[:2] == (10, kept) and model.engine.test_x.shape[:2] == (4, kept)
+
+
 def test_training_set_decode_is_capped_by_the_time_left(samples_dir: Path, caplog: pytest.LogCaptureFixture) -> None:
     train = AutoDLDataset(str(samples_dir / "miniciao/miniciao.data/train"))
     model = AnytimeClassifier(train.get_metadata(), str(BUNDLE), RuntimeSettings(probe_samples=64, config="default"))
@@ -39,10 +62,11 @@ def test_training_set_decode_is_capped_by_the_time_left(samples_dir: Path, caplo
         x, _ = engine._decode_training_set(train.get_dataset(), available=600)
     total = train.get_metadata().size()
     assert f"decoding {engine.probe_count} of {total} training samples now" in caplog.text  # at least the probe sample
-    assert engine._stream is not None and len(x) == engine.probe_count - len(engine.val_idx)
+    assert engine._decoded.stream is not None and engine._decoded.grow
+    assert len(x) == engine.probe_count - len(engine.val_idx)
     engine.decode_rate = 1e6  # fast: everything is cached
     x, _ = engine._decode_training_set(train.get_dataset(), available=600)
-    assert engine._stream is None and len(x) == total - len(engine.val_idx)
+    assert engine._decoded.stream is None and len(x) == total - len(engine.val_idx)
 
 
 def test_linear_models_are_refit_on_more_samples_when_time_allows(raw_dir: Path, tmp_path: Path,
