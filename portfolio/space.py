@@ -88,6 +88,8 @@ for _knob in (
     RuntimeKnob("growth", ("1.3", "1.6", "2.0"), "1.6", lambda c: {"growth": float(c)}),
     RuntimeKnob("first_slice", ("3", "5", "10"), "5", lambda c: {"first_slice": float(c)}),
     RuntimeKnob("next_config_on_stall", ("on", "off"), "on", _flag("next_config_on_stall")),
+    RuntimeKnob("video_frames", ("0", "8", "16", "32"), "16", lambda c: {"video_frames": int(c)}),
+    RuntimeKnob("first_sample_seconds", ("0", "1.5", "3", "6"), "3", lambda c: {"first_sample_seconds": float(c)}),
 ):
     register_runtime_knob(_knob)
 
