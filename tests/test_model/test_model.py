@@ -65,11 +65,11 @@ def test_official_samples_through_the_runner(name: str, samples_dir: Path, bundl
 
 def test_grayscale_and_video_through_the_runner(pool: dict[str, Path], bundle: Path, tmp_path: Path,
                                                 monkeypatch: pytest.MonkeyPatch) -> None:
-    gray = _run(pool["mnist"], bundle, tmp_path / "gray", monkeypatch, budget=20)
-    _check(gray, 20)
+    gray = _run(pool["mnist"], bundle, tmp_path / "gray", monkeypatch, budget=14)
+    _check(gray, 14)
     assert "most similar known dataset: mnist" in Path(gray.log).read_text()
-    video = _run(pool["video"], bundle, tmp_path / "video", monkeypatch, budget=20)
-    _check(video, 20)
+    video = _run(pool["video"], bundle, tmp_path / "video", monkeypatch, budget=14)
+    _check(video, 14)
 
 
 def test_forced_configuration_turns_selection_off(samples_dir: Path, bundle: Path, tmp_path: Path,
@@ -91,7 +91,7 @@ def test_damaged_bundle_is_a_clear_error(samples_dir: Path, bundle: Path, tmp_pa
     assert result.exit_code != EXIT_OK and result.outcome.scores == []
     assert "store.npz: missing part of the bundled portfolio" in Path(result.log).read_text()
     # Asking for the default configuration explicitly still runs (with the built-in default).
-    result = _run(samples_dir / "miniciao", broken, tmp_path / "b2", monkeypatch, budget=15, AUTODL_CONFIG="default")
+    result = _run(samples_dir / "miniciao", broken, tmp_path / "b2", monkeypatch, budget=10, AUTODL_CONFIG="default")
     assert result.exit_code == EXIT_OK and len(result.outcome.scores) >= 1
     assert "using the built-in default as asked" in Path(result.log).read_text()
 
