@@ -172,7 +172,7 @@ def probe_storage(settings: RuntimeSettings, probe_resolution: int, matrix_size:
                   sequence_size: int) -> int:
     """The side the probe's largest rung needs inputs stored at: no more than the images' own size when
     known (`matrix_size` > 0: upsampling at extraction time gives the same input), and at most
-    `VIDEO_STORAGE` for clips (every frame is kept: memory grows with the side squared)."""
+    `VIDEO_STORAGE` for clips (each keeps up to `video_frames` frames: memory grows with the side squared)."""
     side = max(settings.probe_resolutions or (probe_resolution,))
     if sequence_size > 1:
         side = min(side, VIDEO_STORAGE)
