@@ -113,8 +113,7 @@ class TrainSet:
             raise ValueError("no training samples")
         self._rng = np.random.default_rng(self.seed)
         self._turn = 0
-        self._size = len(self.x)  # filled rows of the buffers below (capacity grows by doubling)
-        self._x_buffer, self._y_buffer = self.x, self.y
+        self._x_buffer, self._y_buffer = self.x, self.y  # x, y are their first rows (capacity grows by doubling)
 
     def __len__(self) -> int:
         return len(self.x)
@@ -150,15 +149,13 @@ class TrainSet:
             logger.info("[data] cache full at %d samples (%.0f MB); streaming the rest", len(self.x),
                         self.x.nbytes / 1e6)
             return
-        n = self._size + len(x)
+        size, n = len(self.x), len(self.x) + len(x)
         if n > len(self._x_buffer):
             capacity = max(n, 2 * len(self._x_buffer))
-            self._x_buffer = np.concatenate([self._x_buffer[:self._size],
-                                             np.empty((capacity - self._size, *x.shape[1:]), x.dtype)])
-            self._y_buffer = np.concatenate([self._y_buffer[:self._size],
-                                             np.empty((capacity - self._size, *y.shape[1:]), y.dtype)])
-        self._x_buffer[self._size:n], self._y_buffer[self._size:n] = x, y
-        self._size, self.read = n, self.read + len(x)
+            self._x_buffer = np.concatenate([self.x, np.empty((capacity - size, *x.shape[1:]), x.dtype)])
+            self._y_buffer = np.concatenate([self.y, np.empty((capacity - size, *y.shape[1:]), y.dtype)])
+        self._x_buffer[size:n], self._y_buffer[size:n] = x, y
+        self.read += len(x)
         self.x, self.y = self._x_buffer[:n], self._y_buffer[:n]
 
 

@@ -19,10 +19,10 @@ import numpy as np
 import tensorflow as tf
 
 from metadata.errors import RecordError, SampleCountError
-from metadata.reader import AutoDLDataset, frame_positions, locate_bad_record
+from metadata.reader import AutoDLDataset, frame_positions, keep_frames, locate_bad_record
 
 __all__ = ["Arrays", "to_arrays", "as_tf_dataset", "max_side", "uint8_batches", "record_error", "frame_positions",
-           "DECODE_BATCH_BYTES"]
+           "keep_frames", "DECODE_BATCH_BYTES"]
 
 logger = logging.getLogger(__name__)
 
@@ -30,19 +30,6 @@ logger = logging.getLogger(__name__)
 # pipeline's parallel calls and prefetching hold several times over (6 GB for 100 such clips); images still
 # come 64 at a time.
 DECODE_BATCH_BYTES = 64 * 1024**2
-
-
-def keep_frames(x: tf.Tensor, k: int | None) -> tf.Tensor:
-    """`x` (`[T, H, W, C]`, or batched `[B, T, H, W, C]`) with at most `k` evenly spaced frames (None: all).
-    A static length needs no op when it is at most `k`, else a constant gather (tracing the general ops cost
-    every decode about 0.15 s)."""
-    axis = x.shape.rank - 4
-    t = x.shape[axis]
-    if not k or (t is not None and t <= k):
-        return x
-    if t is not None:
-        return tf.gather(x, frame_positions(t, k), axis=axis)
-    return tf.gather(x, frame_positions(tf.shape(x)[axis], k), axis=axis)
 
 
 def _bounded_batch(shape: tf.TensorShape, itemsize: int, batch_size: int) -> int:
