@@ -762,7 +762,8 @@ class AnytimeEngine:
         The default is the current answer, or with `prefer_new` the best new predictor alone unless it is
         surely worse than the current answer; any other challenger (a blend, or a new predictor when
         the current answer is the default) must be surely better than the default to replace it. Two
-        answers are compared on the validation rows where both are honest.
+        answers are compared on the validation rows where both are honest; on fewer than `min_val_switch`
+        of them no challenger is surely better.
         """
         base = self.pending or self.answer
         alone = [Answer({n: 1.0}, self.predictors[n].val, self.predictors[n].val_score, label=n,
@@ -781,7 +782,7 @@ class AnytimeEngine:
             for a in alone:
                 rows = _common(base.rows, a.rows)
                 if not self._trusted(rows):  # blend weights chosen on so few samples would overfit them
-                    untrusted = len(self.val_y) if rows is None else len(rows)
+                    untrusted = self._rows(rows)
                     continue
                 for w in BLEND_WEIGHTS:
                     recipe = {k: w * v for k, v in base.recipe.items()}
@@ -803,19 +804,28 @@ class AnytimeEngine:
             rows = _common(compared.rows, base.rows)
             on_rows = (f"; on the {len(rows)} rows where both are honest {self._val_score(compared.val, rows):.3f} "
                        f"against {self._val_score(base.val, rows):.3f}")
+        if chosen is base and best is not base and self._too_few(_common(best.rows, base.rows)):
+            on_rows += f"; fewer than {self.settings.min_val_switch} rows: no switch"
         logger.info("[answer] %s (validation NAUC %.3f; was %.3f%s)", "switch to " + chosen.label
                     if chosen is not base else f"keep (best challenger {best.score:.3f})", chosen.score, base.score,
                     on_rows)
 
+    def _rows(self, rows: np.ndarray | None) -> int:
+        return len(self.val_y) if rows is None else len(rows)
+
     def _trusted(self, rows: np.ndarray | None) -> bool:
-        return (len(self.val_y) if rows is None else len(rows)) >= self.settings.min_val_choice
+        return self._rows(rows) >= self.settings.min_val_choice
+
+    def _too_few(self, rows: np.ndarray | None) -> bool:
+        """Fewer rows than `min_val_switch`: no comparison on them is sure (the bootstrap is overconfident)."""
+        return self._rows(rows) < self.settings.min_val_switch
 
     def _surely_better(self, challenger: Answer, current: Answer) -> bool:
         """`switch_confidence` of the bootstrap says the challenger validates better on the rows where both
-        are honest (0: a plain comparison)."""
+        are honest (0: a plain comparison); never on fewer than `min_val_switch` rows."""
         needed = self.settings.switch_confidence
         rows = _common(challenger.rows, current.rows)
-        if self._val_score(challenger.val, rows) <= self._val_score(current.val, rows):
+        if self._too_few(rows) or self._val_score(challenger.val, rows) <= self._val_score(current.val, rows):
             return False
         return needed == 0 or self._confidence(current.val, challenger.val, rows) >= needed
 

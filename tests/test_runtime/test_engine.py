@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from dataclasses import replace
 from pathlib import Path
 
@@ -233,6 +234,19 @@ def test_too_small_a_validation_set_blends_nothing() -> None:
     engine.predictors["probe"].val = engine.predictors["probe"].val[keep]
     engine._consider(["probe"], prefer_new=True)
     assert engine.pending.recipe == {"probe": 1.0}
+
+
+@pytest.mark.parametrize("floor, switches", [(30, False), (0, True)])
+def test_no_switch_on_fewer_rows_than_min_val_switch(floor: int, switches: bool,
+                                                     caplog: pytest.LogCaptureFixture) -> None:
+    engine = _decisions()
+    engine.settings = RuntimeSettings(min_val_switch=floor)
+    _challenger(engine, "network-1", 5.0, seed=8)  # far better, but honest on 12 rows only (held out from it)
+    engine.predictors["network-1"].rows = np.arange(12)
+    caplog.set_level(logging.INFO, logger="runtime.engine")
+    engine._consider(["network-1"], prefer_new=False)
+    assert (engine.pending is not None) == switches
+    assert ("fewer than 30 rows: no switch" in caplog.text) == (not switches)
 
 
 def test_switch_confidence_zero_compares_scores() -> None:
