@@ -804,8 +804,10 @@ class AnytimeEngine:
             rows = _common(compared.rows, base.rows)
             on_rows = (f"; on the {len(rows)} rows where both are honest {self._val_score(compared.val, rows):.3f} "
                        f"against {self._val_score(base.val, rows):.3f}")
-        if chosen is base and best is not base and self._too_few(_common(best.rows, base.rows)):
-            on_rows += f"; fewer than {self.settings.min_val_switch} rows: no switch"
+        if chosen is base and best is not base:
+            rows = _common(best.rows, base.rows)
+            if self._too_few(rows) and self._val_score(best.val, rows) > self._val_score(base.val, rows):
+                on_rows += f"; fewer than {self.settings.min_val_switch} rows: no switch"
         logger.info("[answer] %s (validation NAUC %.3f; was %.3f%s)", "switch to " + chosen.label
                     if chosen is not base else f"keep (best challenger {best.score:.3f})", chosen.score, base.score,
                     on_rows)
