@@ -64,12 +64,17 @@ class IngestionInfo:
         return [t - self.start_time for t in self.timestamps]
 
 
+def _write_whole(path: str, text: str) -> None:
+    """Write `text` to `path` through a temporary file and a rename: a reader never finds it partly written."""
+    tmp = f"{path}.tmp{os.getpid()}"
+    with open(tmp, "w") as f:
+        f.write(text)
+    os.replace(tmp, path)
+
+
 def write_start(path: str, *, pid: int, task_name: str, time_budget: float | int, start_time: float) -> None:
-    with open(path, "w") as f:
-        f.write(f"ingestion_pid: {pid}\n")
-        f.write(f"task_name: {task_name}\n")
-        f.write(f"time_budget: {time_budget}\n")
-        f.write(f"start_time: {start_time}\n")
+    _write_whole(path, f"ingestion_pid: {pid}\ntask_name: {task_name}\ntime_budget: {time_budget}\n"
+                       f"start_time: {start_time}\n")
 
 
 def append_timestamp(path: str, index: int, timestamp: float) -> None:
@@ -77,12 +82,21 @@ def append_timestamp(path: str, index: int, timestamp: float) -> None:
         f.write(f"{index}: {timestamp}\n")
 
 
+_START_KEYS = ("ingestion_pid", "time_budget", "start_time")
+
+
 def read_start(path: str) -> IngestionInfo | None:
-    """Parse `start.txt` (YAML, as the official scorer reads it); None if it does not exist yet."""
+    """Parse `start.txt` (YAML, as the official scorer reads it); None if it does not exist yet, or while
+    ingestion is still writing its header (the file exists from the moment it is opened: a scorer that
+    polls can find it empty). Only complete lines are read: a timestamp line being appended is not yet
+    a timestamp."""
     if not os.path.exists(path):
         return None
     with open(path) as f:
-        info = yaml.safe_load(f)
+        text = f.read()
+    info = yaml.safe_load(text[:text.rfind("\n") + 1])
+    if not isinstance(info, dict) or any(key not in info for key in _START_KEYS):
+        return None
     timestamps = []
     while len(timestamps) in info:
         timestamps.append(float(info[len(timestamps)]))
@@ -92,17 +106,17 @@ def read_start(path: str) -> IngestionInfo | None:
 
 
 def write_end(path: str, *, duration: float, success: bool, end_time: float) -> None:
-    with open(path, "w") as f:
-        f.write(f"ingestion_duration: {duration}\n")
-        f.write(f"ingestion_success: {int(success)}\n")
-        f.write(f"end_time: {end_time}\n")
+    _write_whole(path, f"ingestion_duration: {duration}\ningestion_success: {int(success)}\nend_time: {end_time}\n")
 
 
 def read_end(path: str) -> dict | None:
+    """`end.txt`'s fields; None if it does not exist or is not complete yet (no `ingestion_success`)."""
     if not os.path.exists(path):
         return None
     with open(path) as f:
-        return yaml.safe_load(f)
+        text = f.read()
+    end = yaml.safe_load(text[:text.rfind("\n") + 1])
+    return end if isinstance(end, dict) and "ingestion_success" in end else None
 
 
 def _float_list(values: Sequence[float]) -> str:

@@ -133,7 +133,7 @@ class Evaluator:
                 out.error = str(exc)
                 raise
             self.seen.append(path)
-        self.info = files.read_start(os.path.join(self.prediction_dir, "start.txt"))
+        self.info = files.read_start(os.path.join(self.prediction_dir, "start.txt")) or self.info
         out.timestamps = self.info.relative_timestamps()[: len(self.seen)]
         out.alc = alc(out.timestamps, out.scores, time_budget=self.time_budget, t0=self.t0)
         self._write_outputs()
@@ -190,6 +190,10 @@ class Evaluator:
         except ScoringError as exc:
             logger.error("scoring failed: %s", exc)
         end = files.read_end(end_path)
+        settle = time.time() + 5.0  # end.txt exists from the moment it is opened: let its writer finish
+        while end is None and os.path.exists(end_path) and time.time() < settle:
+            time.sleep(0.05)
+            end = files.read_end(end_path)
         if end is not None:
             out.ingestion_finished = True
             out.ingestion_success = bool(end.get("ingestion_success"))

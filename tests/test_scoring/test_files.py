@@ -37,6 +37,7 @@ def test_start_and_end_files(tmp_path: Path) -> None:
     info = files.read_start(str(start))
     assert info.relative_timestamps() == [9.75, 99.5] and info.ingestion_pid == 123
     assert files.read_start(str(tmp_path / "missing.txt")) is None
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["start.txt"]  # no temporary file left
     end = tmp_path / "end.txt"
     files.write_end(str(end), duration=12.5, success=False, end_time=1013.0)
     assert end.read_text() == "ingestion_duration: 12.5\ningestion_success: 0\nend_time: 1013.0\n"
@@ -59,3 +60,19 @@ def test_html_embeds_pngs(tmp_path: Path) -> None:
     files.write_html(str(tmp_path), auto_refresh=False)
     html = (tmp_path / "detailed_results.html").read_text()
     assert html.startswith("<html><body><pre>") and "base64,iVBORyBmYWtl" in html
+
+
+def test_files_being_written_are_not_read_yet(tmp_path: Path) -> None:
+    """A scorer polls while ingestion writes: an empty start.txt is no start yet, a timestamp line being
+    appended is no timestamp yet, and an end.txt without its status is no end yet."""
+    start, end = tmp_path / "start.txt", tmp_path / "end.txt"
+    start.write_text("")
+    assert files.read_start(str(start)) is None
+    start.write_text("ingestion_pid: 123\ntask_name: mini\ntime_b")
+    assert files.read_start(str(start)) is None
+    start.write_text("ingestion_pid: 123\ntask_name: mini\ntime_budget: 60\nstart_time: 10.0\n0: 12.5\n1: 1")
+    assert files.read_start(str(start)).relative_timestamps() == [2.5]
+    end.write_text("ingestion_duration: 12.5\n")
+    assert files.read_end(str(end)) is None
+    end.write_text("ingestion_duration: 12.5\ningestion_success: 1\nend_t")
+    assert files.read_end(str(end)) == {"ingestion_duration": 12.5, "ingestion_success": 1}
