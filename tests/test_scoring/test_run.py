@@ -139,15 +139,28 @@ def test_ingestion_and_scoring_run_separately_with_official_arguments(dataset: P
     assert files.read_start(str(predictions / "start.txt")).time_budget == 60.0
 
 
-def test_compare_two_runs(dataset: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+def _run_folder(path: Path, timestamps: list[float], scores: list[float], start: float = 1000.0) -> str:
+    """A runner output folder as the runner writes it (its files are checked against real runs above)."""
+    (path / "predictions").mkdir(parents=True)
+    (path / "scores").mkdir()
+    files.write_start(str(path / "predictions" / "start.txt"), pid=1, task_name="runtiny", time_budget=60,
+                      start_time=start)
+    for i, t in enumerate(timestamps):
+        files.append_timestamp(str(path / "predictions" / "start.txt"), i, start + t)
+    files.write_scores(str(path / "scores" / "scores.txt"), score=alc(timestamps, scores, time_budget=60, t0=5),
+                       duration=timestamps[-1], timestamps=timestamps, nauc_scores=scores, accuracy=[])
+    return str(path)
+
+
+def test_compare_two_runs(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     from scoring.compare import main as compare_main
 
-    a = _run(dataset, tmp_path, "improving")
-    b = _run(dataset, tmp_path, "constant")
-    runs = [str(Path(r.scores).parent.parent) for r in (a, b)]
+    improving = ([2.0, 5.0, 11.0, 30.0], [0.2, 0.5, 0.8, 1.0])
+    runs = [_run_folder(tmp_path / "improving", *improving), _run_folder(tmp_path / "constant", [1.0, 3.0], [0.0, 0.0])]
     assert compare_main(runs + ["--out", str(tmp_path / "cmp.png"), "--t0", "5"]) == 0
     printed = capsys.readouterr().out
-    assert f"{a.outcome.alc:.4f}  {runs[0]}" in printed and f"0.0000  {runs[1]}" in printed
+    expected = alc(*improving, time_budget=60, t0=5)
+    assert 0 < expected < 1 and f"{expected:.4f}  {runs[0]}" in printed and f"0.0000  {runs[1]}" in printed
     assert (tmp_path / "cmp.png").stat().st_size > 10_000
     assert compare_main([str(tmp_path), "--out", str(tmp_path / "x.png")]) == 2
 
