@@ -110,7 +110,9 @@ def test_a_backbone_that_cannot_be_built(digits: Path, bundle: Path, tmp_path: P
         def broken(*args, **kwargs):
             raise RuntimeError("injected: the backbone cannot be built")
         T.get_backbone = broken
-    """, digits, bundle, tmp_path, monkeypatch)
+    """, digits, bundle, tmp_path, monkeypatch, settings={"first_slice": 2.0})
+    # (with the default 5 s slices, a slow machine's reserve left less than two slices at the first
+    # configuration, 5 s into the 20 s run: "not enough to fine-tune", and the fault never came)
     _fault_time(log, outcome)
     assert "RuntimeError: injected: the backbone cannot be built" in log
 

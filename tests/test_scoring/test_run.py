@@ -31,13 +31,6 @@ def _run(dataset: Path, tmp_path: Path, kind: str, budget: float = 60, **kwargs)
                      poll=0.2, grace=2, verbose=False, **kwargs)
 
 
-def test_constant_model(dataset: Path, tmp_path: Path) -> None:
-    result = _run(dataset, tmp_path, "constant")
-    assert result.exit_code == EXIT_OK
-    assert result.outcome.scores == [0.0, 0.0, 0.0] and result.outcome.alc == 0.0
-    assert len(result.outcome.accuracy) == 3
-
-
 def test_improving_model_and_files(dataset: Path, tmp_path: Path) -> None:
     result = _run(dataset, tmp_path, "improving")
     o = result.outcome
@@ -109,7 +102,7 @@ def test_constructor_failure(dataset: Path, tmp_path: Path) -> None:
     assert "ValueError: cannot build" in Path(result.log).read_text()
 
 
-def test_refuses_stale_output_dir(dataset: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+def test_refuses_stale_output_dir_then_scores_a_constant_model(dataset: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     (tmp_path / "run-constant" / "predictions").mkdir(parents=True)  # what an earlier run leaves
     (tmp_path / "run-constant" / "predictions" / "runtiny.predict_0").write_text("1 0 0\n")
     code = write_model(tmp_path / "constant", "constant")
@@ -117,8 +110,10 @@ def test_refuses_stale_output_dir(dataset: Path, tmp_path: Path, capsys: pytest.
             "--time-budget", "30"]
     assert run_main(args) == 2
     assert "already holds a run" in capsys.readouterr().err
-    assert run_main(args + ["--overwrite", "--t0", "5"]) == EXIT_OK
+    assert run_main(args + ["--overwrite", "--t0", "5"]) == EXIT_OK  # the constant model: NAUC 0 throughout
     assert "ALC: 0.0000" in capsys.readouterr().out
+    scores = files.read_scores(str(tmp_path / "run-constant" / "scores" / "scores.txt"))
+    assert scores["nauc_scores"] == [0.0, 0.0, 0.0] and scores["score"] == 0.0 and len(scores["accuracy"]) == 3
 
 
 def test_ingestion_and_scoring_run_separately_with_official_arguments(dataset: Path, tmp_path: Path) -> None:
