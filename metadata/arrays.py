@@ -19,10 +19,9 @@ import numpy as np
 import tensorflow as tf
 
 from metadata.errors import RecordError, SampleCountError
-from metadata.reader import AutoDLDataset, frame_positions, keep_frames, locate_bad_record
+from metadata.reader import AutoDLDataset, keep_frames, locate_bad_record
 
-__all__ = ["Arrays", "to_arrays", "as_tf_dataset", "max_side", "uint8_batches", "record_error", "frame_positions",
-           "keep_frames", "DECODE_BATCH_BYTES"]
+__all__ = ["Arrays", "to_arrays", "as_tf_dataset", "max_side", "uint8_batches", "record_error", "DECODE_BATCH_BYTES"]
 
 logger = logging.getLogger(__name__)
 
@@ -262,9 +261,9 @@ def record_error(source: Any, exc: Exception) -> RecordError:
 
 def uint8_batches(source: Any, *, size: tuple[int, int], batch_size: int, skip: int = 0,
                   shuffle_buffer: int = 1024, seed: int = 0, antialias: bool = True,
-                  frames: int | None = None, repeat: bool = True) -> Any:
-    """An iterator of numpy `(uint8 x [B,T,H,W,C], float32 y [B,K])` batches of the samples after the first
-    `skip`: endless and shuffled within `shuffle_buffer` (`repeat`), or once in dataset order.
+                  frames: int | None = None) -> Any:
+    """An endless iterator of numpy `(uint8 x [B,T,H,W,C], float32 y [B,K])` batches of the samples after the
+    first `skip`, repeated and shuffled within `shuffle_buffer`.
 
     For training on the part of a dataset that is not cached; clips keep `frames` evenly spaced frames. Our
     `AutoDLDataset` skips records before they are decoded; any other dataset decodes the skipped samples too
@@ -275,7 +274,5 @@ def uint8_batches(source: Any, *, size: tuple[int, int], batch_size: int, skip: 
     else:
         ds = _float_pipeline(as_tf_dataset(source).skip(skip), size, "uint8", antialias, frames=frames).map(
             lambda x, y, o: (x, y))
-    if repeat:
-        ds = ds.repeat().shuffle(shuffle_buffer, seed=seed)
-    ds = ds.batch(batch_size).prefetch(2)
+    ds = ds.repeat().shuffle(shuffle_buffer, seed=seed).batch(batch_size).prefetch(2)
     return ds.as_numpy_iterator()

@@ -12,6 +12,7 @@ import os
 import random
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import yaml
@@ -85,6 +86,13 @@ def append_timestamp(path: str, index: int, timestamp: float) -> None:
 _START_KEYS = ("ingestion_pid", "time_budget", "start_time")
 
 
+def _complete_lines(path: str) -> Any:
+    """The YAML of a file's complete lines: a line its writer has not finished is not read."""
+    with open(path) as f:
+        text = f.read()
+    return yaml.safe_load(text[:text.rfind("\n") + 1])
+
+
 def read_start(path: str) -> IngestionInfo | None:
     """Parse `start.txt` (YAML, as the official scorer reads it); None if it does not exist yet, or while
     ingestion is still writing its header (the file exists from the moment it is opened: a scorer that
@@ -92,9 +100,7 @@ def read_start(path: str) -> IngestionInfo | None:
     a timestamp."""
     if not os.path.exists(path):
         return None
-    with open(path) as f:
-        text = f.read()
-    info = yaml.safe_load(text[:text.rfind("\n") + 1])
+    info = _complete_lines(path)
     if not isinstance(info, dict) or any(key not in info for key in _START_KEYS):
         return None
     timestamps = []
@@ -113,9 +119,7 @@ def read_end(path: str) -> dict | None:
     """`end.txt`'s fields; None if it does not exist or is not complete yet (no `ingestion_success`)."""
     if not os.path.exists(path):
         return None
-    with open(path) as f:
-        text = f.read()
-    end = yaml.safe_load(text[:text.rfind("\n") + 1])
+    end = _complete_lines(path)
     return end if isinstance(end, dict) and "ingestion_success" in end else None
 
 
