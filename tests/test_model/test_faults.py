@@ -72,6 +72,7 @@ def _fault_time(log: str, outcome: object) -> None:
     assert len(outcome.scores) >= 2
 
 
+@pytest.mark.slow  # 35 s; the fall-back to the next configuration is also met by the weights fault below
 def test_out_of_memory_during_fine_tuning_falls_back(digits: Path, bundle: Path, tmp_path: Path,
                                                      monkeypatch: pytest.MonkeyPatch) -> None:
     outcome, log = _run("""

@@ -46,6 +46,7 @@ def test_kinds_that_do_not_apply(sources: dict[str, str]) -> None:
         Derivation("mirror")
 
 
+@pytest.mark.slow  # derives every recipe twice: 10 s (`make test-all`)
 def test_derive_all_is_deterministic_and_holds_out(sources: dict[str, str], tmp_path: Path) -> None:
     recipe = (Derivation("classes", (("share", 0.5),)), Derivation("gray"), Derivation("lowres", (("size", 8),)))
     first = derive_all(sources, str(tmp_path / "a"), recipe=recipe, size=20, progress=False)

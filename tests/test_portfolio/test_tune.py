@@ -17,6 +17,7 @@ REPO = Path(__file__).resolve().parents[2]
 OBJECTIVE = "tests.test_portfolio.objectives:quadratic"
 
 
+@pytest.mark.slow  # process start-ups: 7 s (`make test-all`)
 def test_pyro_uses_pickle_in_every_process() -> None:
     code = ("import os, portfolio.tune, Pyro4; "
             "print(os.environ['PYRO_SERIALIZER'], os.environ['PYRO_SERIALIZERS_ACCEPTED'], Pyro4.config.SERIALIZER)")
@@ -30,6 +31,7 @@ def _args(samples_dir: Path, out: Path, *extra: str) -> list[str]:
             "mobilenet_v3_small", "--objective", OBJECTIVE, "--min-budget", "1", "--max-budget", "9", *extra]
 
 
+@pytest.mark.slow  # two worker processes and a name server: 11 s (`make test-all`)
 def test_bohb_with_two_worker_processes(samples_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     out = tmp_path / "run"
     assert tune_main(_args(samples_dir, out, "--iterations", "8", "--workers", "2")) == 0
