@@ -63,6 +63,7 @@ def test_official_samples_through_the_runner(name: str, samples_dir: Path, bundl
     assert "[select] most similar known dataset" in Path(result.log).read_text()
 
 
+@pytest.mark.slow  # 30 s; clips through the classifier in process: tests/test_runtime/test_classifier.py
 def test_grayscale_and_video_through_the_runner(pool: dict[str, Path], bundle: Path, tmp_path: Path,
                                                 monkeypatch: pytest.MonkeyPatch) -> None:
     gray = _run(pool["mnist"], bundle, tmp_path / "gray", monkeypatch, budget=14)

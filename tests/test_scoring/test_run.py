@@ -71,6 +71,7 @@ def test_overrun_is_killed_and_earlier_predictions_count(dataset: Path, tmp_path
         os.kill(pid, 0)
 
 
+@pytest.mark.slow  # 16 s; the kill at the budget itself stays in the default run (test_overrun_...)
 def test_sigterm_ignored_then_killed(dataset: Path, tmp_path: Path) -> None:
     result = _run(dataset, tmp_path, "ignores_sigterm", budget=5)
     assert result.exit_code == EXIT_TIMEOUT and result.outcome.scores == [1.0]
