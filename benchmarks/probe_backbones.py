@@ -5,7 +5,8 @@
 
 For each dataset (AutoDL format): the features of the first N training samples and of up to `--test` test
 samples for every rung (`backbone@side`, `+flip` averages the input's and its mirror's features, as the
-engine's flipped rung); the engine's `LinearProbe` (the `probe_C` default) fitted on each; the test NAUC per
+engine's flipped rung; `+stages` reads the pooled stage outputs instead of the penultimate features, as the
+engine's `probe_features` "stages"; e.g. `efficientnet_lite0@128+flip+stages`); the engine's `LinearProbe` (the `probe_C` default) fitted on each; the test NAUC per
 rung, of the features of all rungs concatenated, and of the probes' probabilities averaged over the rungs.
 The table's last column is the extraction rate (images/s, train and test together) per rung, measured in
 this run on this machine. Decide on datasets the choice will not be judged on (the pool), check on others.
@@ -25,11 +26,13 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 
-def _rung(text: str) -> tuple[str, int, bool]:
+def _rung(text: str) -> tuple[str, int, bool, str]:
     backbone, _, rest = text.partition("@")
-    flip = rest.endswith("+flip")
-    side = int(rest.removesuffix("+flip")) if rest else 224
-    return backbone, side, flip
+    side, *options = rest.split("+") if rest else ["224"]
+    unknown = set(options) - {"flip", "stages"}
+    if unknown or not side.isdigit():
+        raise SystemExit(f"--rungs {text!r}: expected BACKBONE@SIDE[+flip][+stages]")
+    return backbone, int(side), "flip" in options, "stages" if "stages" in options else "head"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -52,7 +55,7 @@ def main(argv: list[str] | None = None) -> int:
 
     rungs = [_rung(r) for r in args.rungs]
     extractors = {b: FeatureExtractor(b, weights_path(args.weights_dir, b, "imagenet"))
-                  for b in dict.fromkeys(b for b, _, _ in rungs)}
+                  for b in dict.fromkeys(b for b, _, _, _ in rungs)}
     C = RuntimeSettings().probe_C
     header = [*args.rungs, "concat", "mean prob"]
     print("| dataset | N | " + " | ".join(header) + " | images/s per rung |")
@@ -64,10 +67,10 @@ def main(argv: list[str] | None = None) -> int:
         y = train.y
         multilabel = is_multilabel(y)
         scores, probs, feats, rates = [], [], [], []
-        for backbone, side, flip in rungs:
+        for backbone, side, flip, pooling in rungs:
             start = time.perf_counter()
-            f_train = extractors[backbone].extract(train.x, resolution=side, flip=flip)
-            f_test = extractors[backbone].extract(test.x, resolution=side, flip=flip)
+            f_train = extractors[backbone].extract(train.x, resolution=side, flip=flip, pooling=pooling)
+            f_test = extractors[backbone].extract(test.x, resolution=side, flip=flip, pooling=pooling)
             rates.append((len(train.x) + len(test.x)) / (time.perf_counter() - start))
             prob = LinearProbe(multilabel, y.shape[1], 0, C=C).fit(f_train, y).predict(f_test)
             scores.append(nauc(y_test, prob))

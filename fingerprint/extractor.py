@@ -20,7 +20,9 @@ from learner.backbones import get_backbone  # noqa: E402
 from learner.data import DEFAULT_FORWARD_ACTIVATIONS, inference_batch, to_float_batch  # noqa: E402
 from learner.video import sample_frames  # noqa: E402
 
-__all__ = ["ExtractorInfo", "FeatureExtractor", "file_digest"]
+__all__ = ["ExtractorInfo", "FeatureExtractor", "POOLINGS", "file_digest"]
+
+POOLINGS = ("head", "stages")  # what `FeatureExtractor.extract` returns: penultimate or pooled stage features
 
 
 def file_digest(path: str) -> str:
@@ -78,8 +80,10 @@ class FeatureExtractor:
 
     @torch.inference_mode()
     def extract(self, x: np.ndarray, *, resolution: int | None = None, flip: bool = False,
-                mirrored: bool = False) -> np.ndarray:
-        """float32 `[N, feature_dim]` for uint8 `[N, T, H, W, C]`.
+                mirrored: bool = False, pooling: str = "head") -> np.ndarray:
+        """float32 `[N, D]` for uint8 `[N, T, H, W, C]`: D = `feature_dim` with `pooling` "head" (the
+        penultimate features: fingerprints), or the backbone's pooled stage outputs with "stages"
+        (`Backbone.stage_features`: what a linear probe reads best).
 
         `resolution` overrides the extractor's input side for this call; `flip` averages the features
         with those of the horizontally flipped input (test-time augmentation, twice the cost); `mirrored`
@@ -88,6 +92,9 @@ class FeatureExtractor:
         """
         if flip and mirrored:
             raise ValueError("extract: 'flip' and 'mirrored' exclude each other")
+        if pooling not in POOLINGS:
+            raise ValueError(f"extract: pooling must be one of {', '.join(POOLINGS)}, got {pooling!r}")
+        features = self.model.features if pooling == "head" else self.model.stage_features
         side = resolution or self.resolution
         out = []
         step = inference_batch(self.model, x, self.batch_size, side, self.frames, self.batch_activations)
@@ -99,11 +106,13 @@ class FeatureExtractor:
                 m = chunk.shape[1]
             frames = chunk.reshape(-1, *chunk.shape[2:])
             batch = to_float_batch(frames, self.device, side)
-            feats = self.model.features(batch.flip(-1) if mirrored else batch).float()
+            feats = features(batch.flip(-1) if mirrored else batch).float()
             if flip:
-                feats = 0.5 * (feats + self.model.features(batch.flip(-1)).float())
+                feats = 0.5 * (feats + features(batch.flip(-1)).float())
             out.append(feats.view(-1, m, feats.shape[-1]).mean(1))
         if not out:
-            return np.zeros((0, self.info.feature_dim), np.float32)
+            dim = (self.info.feature_dim if pooling == "head"
+                   else features(torch.zeros(1, 3, side, side, device=self.device)).shape[1])
+            return np.zeros((0, dim), np.float32)
         return torch.cat(out).cpu().numpy().astype(np.float32)
 

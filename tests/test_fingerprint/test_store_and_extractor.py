@@ -83,6 +83,20 @@ def test_extract_at_another_side_and_flipped() -> None:
     assert same(extractor.extract(x, resolution=32), plain)
 
 
+def test_extract_pooled_stage_features() -> None:
+    """What the probe reads by default: the pooled stage outputs (MobileNetV3-small: 24 + 40 + 48 + 96), per frame
+    averaged over a clip like the penultimate features."""
+    extractor = FeatureExtractor("mobilenet_v3_small", None, resolution=32, frames=2)
+    clips = np.random.default_rng(0).integers(0, 256, (3, 2, 24, 24, 3), dtype=np.uint8)
+    stages = extractor.extract(clips, pooling="stages")
+    assert stages.shape == (3, 208) and extractor.extract(clips).shape == (3, 1024)
+    per_frame = np.stack([extractor.extract(clips[:, t:t + 1], pooling="stages") for t in range(2)], 1)
+    np.testing.assert_allclose(stages, per_frame.mean(1), rtol=1e-4, atol=1e-6)
+    assert extractor.extract(clips[:0], pooling="stages").shape == (0, 208)
+    with pytest.raises(ValueError, match="pooling must be one of head, stages, got 'mean'"):
+        extractor.extract(clips, pooling="mean")
+
+
 def test_passes_are_capped_in_activations_with_the_same_features(monkeypatch: pytest.MonkeyPatch) -> None:
     rng = np.random.default_rng(0)
     images = rng.integers(0, 256, (5, 1, 20, 20, 3), dtype=np.uint8)

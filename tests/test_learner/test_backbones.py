@@ -37,6 +37,30 @@ def test_every_backbone_builds_with_the_right_shapes(name: str, channels: int) -
     assert out.shape == (2, 7) and feats.shape == (2, spec.feature_dim)
     assert torch.isfinite(out).all()
     assert isinstance(net.head[0], torch.nn.Dropout) and net.head[0].p == 0.3
+    if channels == 3:  # every registered backbone declares stages, and reading them leaves no hook behind
+        with torch.no_grad():
+            stages = net.stage_features(x)
+        assert stages.shape[0] == 2 and stages.shape[1] > 0 and torch.isfinite(stages).all()
+        assert not any(m._forward_hooks for m in net.modules())
+
+
+def test_stage_features_pool_the_declared_stages() -> None:
+    net = get_backbone("efficientnet_lite0", num_classes=2, random_init=True).eval()
+    x = torch.rand(2, 3, 64, 64)
+    with torch.no_grad():
+        h = net.body.bn1(net.body.conv_stem(net.normalize(x)))
+        pooled = []
+        for k, block in enumerate(net.body.blocks):
+            h = block(h)
+            if k >= 3:
+                pooled.append(h.mean((2, 3)))
+        stages = net.stage_features(x)
+    assert stages.shape == (2, 80 + 112 + 192 + 320)
+    torch.testing.assert_close(stages, torch.cat(pooled, 1))
+    bare = get_backbone("resnet18", num_classes=2, random_init=True)
+    object.__setattr__(bare, "spec", BackboneSpec("bare", lambda: torch.nn.Identity(), classifier="fc", feature_dim=1))
+    with pytest.raises(ValueError, match="backbone 'bare' declares no stages"):
+        bare.stage_features(torch.rand(1, 3, 32, 32))
 
 
 def test_bad_arguments() -> None:

@@ -126,7 +126,7 @@ def test_probe_network_apart_from_the_fingerprint_network(samples_dir: Path, tmp
     engine = model.engine
     assert engine.answer.recipe == {"probe": 1.0}  # the probe answers first when pixel_first is off
     features = engine._features_cache[engine.rung]
-    assert features.shape[1] == model.probe_extractor.info.feature_dim != model.extractor.info.feature_dim
+    assert features.shape[1] == 24 + 40 + 48 + 96  # MobileNetV3-small's pooled stages, not ResNet18's
     # validation and test: one storage resolution, miniciao's own 32 px (readers need up to 40)
     assert engine.test_x.shape[2] == engine.val_x.shape[2] == 32 < engine.probe_extractor.resolution
 
@@ -210,6 +210,8 @@ def test_companion_networks_from_the_manifest(samples_dir: Path, tmp_path: Path)
         model.train(train.get_dataset(), remaining_time_budget=600)
         prediction = model.test(test.get_dataset(), remaining_time_budget=600)
     assert "probe+mobilenet_v3_small" in model.engine.predictors and np.isfinite(prediction).all()
+    # both networks' pooled stage outputs (ResNet18 128 + 256 + 512, MobileNetV3-small 24 + 40 + 48 + 96)
+    assert model.engine.probes["probe+mobilenet_v3_small"][0].scaler_.n_features_in_ == 896 + 208
     assert model.engine.extractors[1].info.weights == "random-5"  # the manifest's network
     assert (model.engine.extractors[1].batch_activations == model.probe_extractor.batch_activations
             == settings.forward_activations)
@@ -223,6 +225,19 @@ def test_companion_networks_from_the_manifest(samples_dir: Path, tmp_path: Path)
     (bundle / "manifest.json").write_text(json.dumps(spec))
     with pytest.raises(ValueError, match="mobilenet_v3_small-lost.pt: missing part"):
         AnytimeClassifier(train.get_metadata(), str(bundle), settings)
+
+
+def test_stage_features_need_networks_that_declare_stages(samples_dir: Path, tmp_path: Path,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    import runtime.classifier
+    from learner.backbones import get_spec
+
+    bundle = make_bundle(tmp_path / "b", {name: str(samples_dir / name) for name in ("miniciao", "Monkeys")})
+    metadata = AutoDLDataset(str(samples_dir / "miniciao/miniciao.data/train")).get_metadata()
+    monkeypatch.setattr(runtime.classifier, "get_spec", lambda name: dataclasses.replace(get_spec(name), stages=()))
+    with pytest.raises(ValueError, match="probe_features 'stages': the probe network 'resnet18' declares no stages"):
+        AnytimeClassifier(metadata, str(bundle), RuntimeSettings())
+    AnytimeClassifier(metadata, str(bundle), RuntimeSettings(probe_features="head"))  # the penultimate ones
 
 
 def test_the_fingerprint_batch_depends_on_the_data_alone(samples_dir: Path, tmp_path: Path) -> None:

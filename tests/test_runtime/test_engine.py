@@ -285,7 +285,8 @@ def test_settings_file_with_a_bad_value_names_the_file(tmp_path: Path, monkeypat
                                           ("probe_C", 0), ("pixel_C", -1.0), ("probe_C", True),
                                           ("pixel_C", float("inf")), ("forward_activations", -1),
                                           ("forward_activations", 1.5), ("forward_activations", True),
-                                          ("store_native", 1), ("store_native", "yes")])
+                                          ("store_native", 1), ("store_native", "yes"),
+                                          ("probe_features", "pooled")])
 def test_bad_probe_and_cv_settings_name_the_setting(field: str, value: object) -> None:
     with pytest.raises(ValueError, match=f"The '{field}' setting must be"):
         RuntimeSettings(**{field: value})
@@ -299,6 +300,20 @@ def test_the_linear_models_are_regularised_as_the_settings_say(data: tuple[AutoD
     engine.train(train.get_dataset(), remaining_time_budget=59)
     assert (engine.pixel_model.C, engine.probe.C) == (2.0, 0.003)
     assert engine.probe.model_.C == 0.003  # what the solver was given
+
+
+@pytest.mark.parametrize("pooling, width", [("stages", 208), ("head", 1024)])
+def test_the_probe_reads_the_features_the_settings_say(data: tuple[AutoDLDataset, AutoDLDataset], pooling: str,
+                                                       width: int) -> None:
+    """MobileNetV3-small: its pooled stage outputs (24 + 40 + 48 + 96) by default, its penultimate features with
+    "head" (the flow before)."""
+    train, test = data
+    engine = _engine(60, [CONFIG], probe_features=pooling, cv_folds=0)
+    engine.train(train.get_dataset(), remaining_time_budget=60)
+    engine.test(test.get_dataset(), remaining_time_budget=59)
+    engine.train(train.get_dataset(), remaining_time_budget=59)
+    assert engine.probe is not None and engine.probe.scaler_.n_features_in_ == width
+    assert {f.shape[1] for f in engine.sample_features_by_rung.values()} == {width}
 
 
 def test_small_data_is_cross_validated(data: tuple[AutoDLDataset, AutoDLDataset]) -> None:
@@ -447,7 +462,7 @@ def test_a_flipped_rung_reuses_the_plain_features_of_its_side(data: tuple[AutoDL
     assert calls and all(c.get("mirrored") and not c.get("flip") for c in calls if c.get("resolution") == 48)
     scale = np.abs(engine.val_features[(48, False, 0)]).max()
     for got, x in ((engine.val_features[(48, True, 0)], engine.val_x), (engine._features_cache[(48, True, 0)], engine.test_x)):
-        assert np.abs(got - extract(x, resolution=48, flip=True)).max() <= 1e-4 * scale  # the same average
+        assert np.abs(got - extract(x, resolution=48, flip=True, pooling="stages")).max() <= 1e-4 * scale  # the same average
     # the rung's rate counts both passes (one ran): half the plain rate, as the refit will pay both for new samples
     assert engine.probe_rates[(48, True, 0)] == pytest.approx(engine.probe_rates[(48, False, 0)] / 2, rel=1e-3)
 
@@ -532,13 +547,14 @@ def test_a_companion_probe_follows_the_climb(data: tuple[AutoDLDataset, AutoDLDa
     probe, rungs = engine.probes[name]
     assert rungs == ((32, True, 0), (32, True, 1)) and engine.rung == (32, True, 0)  # the probe's own rung stays
     assert engine.phase is Phase.PREPARE and engine._companion_rung() is None  # each companion once
-    own, other = engine.probe_extractor.info.feature_dim, companion.info.feature_dim
+    own, other = 24 + 40 + 48 + 96, 128 + 256 + 512  # pooled stages of MobileNetV3-small and of ResNet18
     joined = np.concatenate([engine.val_features[(32, True, 0)], engine.val_features[(32, True, 1)]], axis=1)
     assert joined.shape == (len(engine.val_y), own + other)
     assert np.allclose(engine.predictors[name].val, probe.predict(joined))
     # test inputs: the same features, each network's flipped average, side by side
-    test_joined = np.concatenate([engine.probe_extractor.extract(engine.test_x, resolution=32, flip=True),
-                                  companion.extract(engine.test_x, resolution=32, flip=True)], axis=1)
+    test_joined = np.concatenate([engine.probe_extractor.extract(engine.test_x, resolution=32, flip=True,
+                                                                 pooling="stages"),
+                                  companion.extract(engine.test_x, resolution=32, flip=True, pooling="stages")], axis=1)
     assert np.allclose(engine.predictors[name].test_predictions(), probe.predict(test_joined), atol=1e-5)
     # the validation set grows for the companion's rung too
     x, y = engine._decode_training_set(train.get_dataset(), available=600)
