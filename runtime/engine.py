@@ -400,13 +400,11 @@ class AnytimeEngine:
         plain = (side, False, net)
         if plain not in self.probe_rates:
             few = self.sample_x[:8]
-            extractor = self._network(net)
-            pooling = self.settings.probe_features
-            extractor.extract(few, resolution=side, pooling=pooling)  # warm-up: the first pass of a shape is slow
+            self._extract(few, plain)  # warm-up: the first pass of a shape is slow (a pass may be 4)
             timed = []
             for _ in range(RUNG_TIMINGS):
                 tick = time.time()
-                extractor.extract(few, resolution=side, pooling=pooling)
+                self._extract(few, plain)
                 timed.append(time.time() - tick)
             self.probe_rates[plain] = len(few) / max(min(timed), 1e-4)
         one_pass = 1.0 / self.probe_rates[plain]
@@ -418,8 +416,9 @@ class AnytimeEngine:
         return sum(n * (one_pass if flip and reused else per_sample) for n, reused in parts)
 
     def _extract(self, x: np.ndarray, rung: Rung, plain: np.ndarray | None = None) -> np.ndarray:
-        """A rung's features of `x`; for a flipped rung given the plain features of `x` at its side (same
-        network), only the flipped pass runs (the same average at half the cost)."""
+        """A rung's features of `x` (what `probe_features` says the probe reads: every probe read goes through
+        here); for a flipped rung given the plain features of `x` at its side (same network), only the flipped pass
+        runs (the same average at half the cost)."""
         side, flip, net = rung
         extractor = self._network(net)
         pooling = self.settings.probe_features
@@ -693,7 +692,6 @@ class AnytimeEngine:
         s = self.settings
         if self.probe is None or self.cv_folds:
             return
-        side, flip, _ = self.rung
         seconds_per_sample = 1.0 / self.probe_rates[self.rung] + 1.0 / self.probe_fit_rate
         if self.pixel_model is not None:
             seconds_per_sample += 1.0 / self.pixel_rate
@@ -710,9 +708,7 @@ class AnytimeEngine:
         # sorted)
         sample_features = self.sample_features_by_rung[self.rung][np.sort(self.train_idx)]
         known = idx[idx < len(sample_features)]
-        features = np.concatenate([sample_features[known],
-                                   self.probe_extractor.extract(x[idx[len(known):]], resolution=side, flip=flip,
-                                                                pooling=self.settings.probe_features)])
+        features = np.concatenate([sample_features[known], self._extract(x[idx[len(known):]], self.rung)])
         self.probe = self._linear(C=self.settings.probe_C).fit(features, y[idx])
         name = next(n for n, (_, r) in reversed(self.probes.items()) if r == (self.rung,)) + "-refit"
         self.probes[name] = (self.probe, (self.rung,))
