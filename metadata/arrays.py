@@ -73,10 +73,12 @@ def as_tf_dataset(source: Any) -> tf.data.Dataset:
     raise TypeError(f"expected a tf.data.Dataset or an AutoDL dataset object, got {type(source).__name__}")
 
 
-def max_side(source: Any, max_samples: int, max_seconds: float | None = None) -> int:
+def max_side(source: Any, max_samples: int, max_seconds: float | None = None, enough: int | None = None) -> int:
     """The largest height or width of a frame among the first `max_samples` samples (0: none): the static
     shape when the dataset declares one, else read (decoded, not resized; after `max_seconds`, at least one
-    sample, reading stops). For choosing a storage side before anything is decoded at it.
+    sample, reading stops; once a side of at least `enough` is seen too: a caller that caps the side there
+    learns nothing more, and on large images each sample read costs the first answer milliseconds). For choosing
+    a storage side before anything is decoded at it.
 
     Raises:
         RecordError: a record that cannot be read or decoded.
@@ -90,7 +92,8 @@ def max_side(source: Any, max_samples: int, max_seconds: float | None = None) ->
     try:
         for element in ds.take(max_samples):
             side = max(side, *(int(d) for d in element[0].shape[-3:-1]))
-            if max_seconds is not None and time.time() - start >= max_seconds:
+            if (max_seconds is not None and time.time() - start >= max_seconds) or (
+                    enough is not None and side >= enough):
                 break
     except (tf.errors.OpError, ValueError) as exc:
         raise record_error(source, exc) from exc

@@ -363,7 +363,7 @@ class AnytimeEngine:
 
     def _store_native(self, dataset: Any) -> None:
         """Cap the storage side at the images' own largest side (`store_native`): known from the metadata, or
-        the largest of the first `PEEK_SAMPLES`. Later samples may be larger than the first ones (a dataset in
+        the largest of the first `PEEK_SAMPLES` (read until one reaches the storage side). Later samples may be larger than the first ones (a dataset in
         class order, one class from another source): a side read from them is never taken below the probe's
         first rung, so that at least the first probe reads what it would have read at the full side."""
         if not self.settings.store_native:
@@ -373,7 +373,7 @@ class AnytimeEngine:
         if known:
             native = max(rows, cols)
         else:
-            native = max_side(dataset, PEEK_SAMPLES, max_seconds=PEEK_SECONDS)
+            native = max_side(dataset, PEEK_SAMPLES, max_seconds=PEEK_SECONDS, enough=self.resolution)
             if native > 0:
                 native = max(native, self._rung_options()[-1][0])  # the cheapest rung's side
         if 0 < native < self.resolution:

@@ -58,6 +58,10 @@ def test_max_side_reads_varying_sizes_and_trusts_a_static_shape(samples_dir: Pat
     for n in (1, 5, len(xs)):
         assert max_side(split, n) == max_side(split.get_dataset(), n) == max(sides[:n])
     assert max_side(split, len(xs), max_seconds=1e-9) == sides[0]  # time up after the first sample
+    for enough in (sides[0], max(sides[:3])):  # reading stops at the first side that large
+        first = next(i for i, side in enumerate(sides) if side >= enough)
+        assert max_side(split, len(xs), enough=enough) == max(sides[:first + 1]) >= enough
+    assert max_side(split, len(xs), enough=max(sides) + 1) == max(sides)  # never reached: all of them
     out, _ = make_array_dataset("side", shape=(9, 7, 3))
     train = AutoDLDataset(str(out / "side.data/train")).get_dataset()
     assert max_side(train, 3) == 9

@@ -74,7 +74,7 @@ def test_inputs_are_stored_at_most_at_the_images_own_size(data: tuple[AutoDLData
     peeked = []
     real = engine_module.max_side
     monkeypatch.setattr(engine_module, "max_side",
-                        lambda source, n, max_seconds: peeked.append(n) or real(source, n, max_seconds))
+                        lambda source, n, max_seconds, enough: peeked.append(n) or real(source, n, max_seconds, enough))
     engine = AnytimeEngine(num_classes=3, train_size=60, candidates=[CONFIG], storage_resolution=48,
                            probe_extractor=FeatureExtractor("mobilenet_v3_small", None, resolution=32),
                            native_size=native_size,
