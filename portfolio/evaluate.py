@@ -4,6 +4,7 @@
     python -m portfolio.evaluate --matrix matrix.csv --meta-features meta.csv --selector pairwise [--l2 1.0]
     python -m portfolio.evaluate --matrix matrix.csv --selector mapping --mapping lodo.csv [--safe]
     python -m portfolio.evaluate --matrix matrix.csv --store store.npz --families derived.json --selector pairwise
+    python -m portfolio.evaluate --matrix matrix.csv --store store.npz [--selector mlp_vote] [--bundle bundle]
 
 Both CSVs have dataset names in the first column (matrices and meta-features made elsewhere work
 too); `--store` computes meta-features from a fingerprint store instead. For each dataset d, the
@@ -15,7 +16,11 @@ standardised meta-features and picks the configuration with the best mean score 
 --leave-one-out --csv`) and picks that dataset's best configuration; `pairwise` learns, from the
 other datasets, a linear score per configuration over the meta-features with a pairwise ranking
 loss (in the manner of ZAP-HPO; a crashed cell ranks below every result) and picks the best
-scored (with strong regularisation it falls back to the single best). Regret is d's oracle (its best
+scored (with strong regularisation it falls back to the single best). A registered fingerprint selector
+(`fingerprint.selectors`: `mlp_vote`, `mlp_moments`, `kmeans_vote`, ...; needs `--store`) runs the
+Model's own selection: fitted on the store without d's family, it names the known dataset most like
+batches of d's fingerprints, whose best configuration is picked. Without `--selector`, the selector
+the bundle ships (`--bundle`, its saved selector and hyperparameters) is the one evaluated. Regret is d's oracle (its best
 score) minus the score of the pick (a crashed pick scores 0 here, worst case for ALC-like scores).
 Reported next to: 1-NN on the meta-features (when given), single best (best mean over the other
 datasets), random (expected regret of a uniform pick), oracle, and a `default` column when present.
@@ -26,17 +31,20 @@ from __future__ import annotations
 
 import argparse
 import csv
+import json
 import statistics
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from portfolio.matrix import read_labelled_csv, read_matrix
 
 __all__ = ["Report", "PICKERS", "read_table", "held_out", "fair_configs", "lodo_regret", "random_regret", "store_meta_features",
-           "knn_picker", "pairwise_picker", "mapping_picker", "read_families", "main"]
+           "knn_picker", "pairwise_picker", "fingerprint_picker", "shipped_selector", "mapping_picker", "read_families", "main"]
 
 Matrix = dict[str, dict[str, float | None]]
 
@@ -230,6 +238,56 @@ def pairwise_picker(matrix: Matrix, meta: dict[str, list[float]], l2: float = 1.
     return pick
 
 
+def fingerprint_picker(matrix: Matrix, store: Any, selector: str, params: dict[str, Any] | None = None,
+                       families: dict[str, str] | None = None, *, batch_size: int = 64, repeats: int = 10,
+                       seed: int = 0) -> Callable[[str, list[str], list[str]], str]:
+    """The run-time flow's selection, left out: for dataset d the registered fingerprint selector `selector`
+    (`fingerprint.selectors`, e.g. the bundle's `mlp_vote`) is fitted on the store without d's family, ranks the
+    known datasets for `repeats` random batches of `batch_size` of d's fingerprint vectors (the Model reads one
+    batch of `fingerprint_batch` = 64), and the dataset ranked first most often, among those the matrix lets it
+    learn from, gives its best configuration, as the bundle's dataset -> configuration map does."""
+    from fingerprint.selectors import get_selector
+    from fingerprint.store import Store
+
+    missing = [d for d in matrix if d not in store.entries]
+    if missing:
+        raise ValueError(f"the fingerprint store has no vectors of dataset(s): {', '.join(missing)}")
+    families = families or {}
+    rng = np.random.default_rng(seed)
+
+    def pick(d: str, others: list[str], allowed: list[str]) -> str:
+        group = families.get(d, d)
+        known = Store(store.info, [e for name, e in store.entries.items()
+                                   if families.get(name, name) != group])
+        fitted = get_selector(selector, **(params or {})).fit(known)
+        entry = store.entries[d]
+        vectors = entry.features.astype(np.float32)
+        votes: dict[str, int] = {}
+        for _ in range(repeats):
+            batch = vectors[rng.choice(len(vectors), size=batch_size, replace=batch_size > len(vectors))]
+            match = next((name for name, _ in fitted.rank(batch, entry.meta) if name in others), None)
+            if match is not None:
+                votes[match] = votes.get(match, 0) + 1
+        if not votes:
+            raise ValueError(f"dataset {d!r}: {selector} ranked none of the other datasets of the matrix")
+        return _best_mean(matrix, [max(votes, key=votes.get)], allowed)
+
+    return pick
+
+
+def shipped_selector(bundle: str) -> tuple[str, dict[str, Any]]:
+    """The fingerprint selector a bundled portfolio ships (its registered name and hyperparameters, read from
+    the saved selector the manifest names): what `portfolio.evaluate` runs when no `--selector` is named."""
+    import os
+
+    from fingerprint.selectors import load_selector
+    from runtime.manifest import Manifest
+
+    manifest = Manifest.load(bundle)
+    fitted = load_selector(os.path.join(bundle, manifest.selector))
+    return fitted.registry_name, fitted.get_params()
+
+
 def mapping_picker(matrix: Matrix, mapping: dict[str, str]) -> Callable[[str, list[str], list[str]], str]:
     def pick(d: str, others: list[str], allowed: list[str]) -> str:
         if d not in mapping:
@@ -245,7 +303,14 @@ def mapping_picker(matrix: Matrix, mapping: dict[str, str]) -> Callable[[str, li
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m portfolio.evaluate", description=__doc__.splitlines()[0])
     p.add_argument("--matrix", required=True)
-    p.add_argument("--selector", choices=sorted(PICKERS), default="knn")
+    p.add_argument("--selector", help="knn, pairwise, mapping, or a registered fingerprint selector (with --store: "
+                                      "the run-time flow's selection); default: the one --bundle ships")
+    p.add_argument("--bundle", default=str(Path(__file__).resolve().parents[1] / "bundle"),
+                   help="the bundled portfolio whose selector is the default")
+    p.add_argument("--params", default="{}", help="a fingerprint selector's hyperparameters as JSON (default: "
+                                                  "the shipped ones when it is the shipped selector)")
+    p.add_argument("--batch-size", type=int, default=64, help="fingerprint vectors per batch (fingerprint selectors)")
+    p.add_argument("--repeats", type=int, default=10, help="batches per dataset (fingerprint selectors)")
     p.add_argument("--meta-features", help="CSV of meta-features (knn, pairwise)")
     p.add_argument("--store", help="a fingerprint store instead of --meta-features (simple meta-features and "
                                    "principal components of each dataset's mean fingerprint)")
@@ -258,17 +323,42 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args(argv)
     try:
+        params = json.loads(args.params)
+        if not isinstance(params, dict):
+            raise ValueError(f"--params must be a JSON object, got {args.params!r}")
+        if args.selector is None:
+            try:
+                args.selector, shipped = shipped_selector(args.bundle)
+            except ValueError as exc:
+                raise ValueError(f"no --selector named and the bundle's cannot be read ({exc})") from exc
+            params = {**shipped, **params}
+        fingerprint = args.selector not in PICKERS
+        if fingerprint:
+            from fingerprint.selectors import list_selectors  # imports torch: for the fingerprint selectors only
+        if fingerprint and args.selector not in list_selectors():
+            raise ValueError(f"--selector {args.selector!r}: not one of {', '.join(sorted(PICKERS))} nor a "
+                             f"registered fingerprint selector ({', '.join(list_selectors())})")
+        if fingerprint and not args.store:
+            raise ValueError(f"--selector {args.selector} reads fingerprints: give --store STORE (or name --selector "
+                             "knn or pairwise for meta-feature CSVs)")
         matrix = read_matrix(args.matrix)
         if len(matrix) < 2:
             raise ValueError("leave-one-dataset-out needs at least two datasets")
         meta = (read_table(args.meta_features) if args.meta_features
                 else store_meta_features(args.store) if args.store else None)
         families = read_families(args.families) if args.families else None
-        reports = compare(matrix, meta, args.selector, lambda: PICKERS[args.selector](matrix, meta, args),
-                          k=args.k, safe=args.safe, families=families)
+        if fingerprint:
+            from fingerprint.store import Store
+
+            store = Store.load(args.store)
+            make = lambda: fingerprint_picker(matrix, store, args.selector, params, families,  # noqa: E731
+                                              batch_size=args.batch_size, repeats=args.repeats, seed=args.seed)
+        else:
+            make = lambda: PICKERS[args.selector](matrix, meta, args)  # noqa: E731
+        reports = compare(matrix, meta, args.selector, make, k=args.k, safe=args.safe, families=families)
         configs = list(next(iter(matrix.values())))
         randoms = random_regret(matrix, families, args.safe)
-    except ValueError as exc:
+    except (ValueError, json.JSONDecodeError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     print(f"leave-one-{'family' if families else 'dataset'}-out regret on {len(matrix)} datasets x {len(configs)} "

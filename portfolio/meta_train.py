@@ -125,11 +125,14 @@ def make_video_dataset(source: str, out: str, *, name: str, frames: int = 8, siz
 
 
 def lodo_section(matrix: dict[str, dict[str, float | None]], store_path: Path, families: dict[str, str],
-                 meta_csv: Path) -> list[str]:
-    """The report's leave-one-family-out table: each selector's mean regret, and its picks per dataset."""
+                 meta_csv: Path, selector: str | None = None) -> list[str]:
+    """The report's leave-one-family-out table: each selector's mean regret, and its picks per dataset; with
+    `selector`, the bundled fingerprint selector's row first (the Model's own selection, left out)."""
     import statistics
 
-    from portfolio.evaluate import compare, knn_picker, pairwise_picker, random_regret, store_meta_features
+    from fingerprint.store import Store
+    from portfolio.evaluate import (compare, fingerprint_picker, knn_picker, lodo_regret, pairwise_picker,
+                                    random_regret, store_meta_features)
 
     meta = store_meta_features(str(store_path))
     meta_csv.write_text("dataset," + ",".join(f"m{i}" for i in range(len(next(iter(meta.values())))))
@@ -138,6 +141,10 @@ def lodo_section(matrix: dict[str, dict[str, float | None]], store_path: Path, f
     reports = compare(matrix, meta, "pairwise", lambda: pairwise_picker(matrix, meta, l2=1.0), families=families)
     reports.insert(1, compare(matrix, meta, "knn (k=3)", lambda: knn_picker(matrix, meta, 3), k=3,
                               families=families)[0])
+    if selector:
+        store = Store.load(str(store_path))
+        reports.insert(0, lodo_regret(matrix, fingerprint_picker(matrix, store, selector, families=families),
+                                      f"{selector} (bundled)", families=families))
     randoms = random_regret(matrix, families)
     lines = ["## Selection, leave one family out (regret against the best configuration not tuned on the family)",
              "", f"Meta-features: `{meta_csv.name}` (simple meta-features and principal components of the mean "
@@ -300,7 +307,7 @@ def main(argv: list[str] | None = None) -> int:
     matrix = read_matrix(str(matrix_path))
 
     # 6b. selection under leave-one-family-out (leakage-free: a family's own configurations are not candidates)
-    report += lodo_section(matrix, work / f"store-{net}.npz", families, work / "meta.csv")
+    report += lodo_section(matrix, work / f"store-{net}.npz", families, work / "meta.csv", selector_name)
 
     # 7. reduction
     from portfolio.reduce import greedy_portfolio

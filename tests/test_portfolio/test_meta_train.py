@@ -50,6 +50,7 @@ def test_a_tiny_pipeline_profile_builds_a_leakage_free_bundle(raw_dir: Path, tmp
     rows = {line.split(" | ")[0][2:]: line for line in report.splitlines() if line.startswith("| dtd")}
     assert "dtd (" not in rows["dtd"].split(" | ", 1)[1] and "dtd (" not in rows["dtd-gray"].split(" | ", 1)[1]
     manifest = Manifest.load(str(out))
+    assert f"| {manifest.info['selector']} (bundled) |" in report  # the Model's own selection, left out too
     assert all(not w.endswith("-pool.pt") for w in (p.name for p in (out / "weights").iterdir()))  # ImageNet only
     assert manifest.fingerprint.backbone == "efficientnet_lite0" and manifest.info["profile"] == "tiny"
     # the probe reads the profile's probe network (here Lite2, not the fingerprint's Lite0), converted and bundled

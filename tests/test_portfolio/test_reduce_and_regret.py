@@ -65,7 +65,8 @@ def test_lodo_regret_knn(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     d3 takes d2's best (B): .6 - .4 = .2 -> mean .4333, median .4, no oracle hit.
     """
     (tmp_path / "meta.csv").write_text("dataset,size\nd1,0\nd2,1\nd3,10\n")
-    assert evaluate_main(["--matrix", _write(tmp_path, M), "--meta-features", str(tmp_path / "meta.csv")]) == 0
+    assert evaluate_main(["--matrix", _write(tmp_path, M), "--meta-features", str(tmp_path / "meta.csv"),
+                          "--selector", "knn"]) == 0
     out = capsys.readouterr().out
     assert "| knn | 0.4333 | 0.4000 | 0/3 |" in out
     # single best over the two other datasets: d1 -> B (tie B/C, first column), d2 -> A, d3 -> B
@@ -186,12 +187,12 @@ def test_a_family_and_its_tuned_configurations_are_left_out(tmp_path: Path, caps
     path = _write(tmp_path, matrix)
     (tmp_path / "meta.csv").write_text("dataset,a\nsrc,0\nsrc-gray,1\nother,2\ny,3\n")
     assert evaluate_main(["--matrix", path, "--meta-features", str(tmp_path / "meta.csv"), "--families",
-                          str(derived)]) == 0
+                          str(derived), "--selector", "knn"]) == 0
     out = capsys.readouterr().out
     assert "leave-one-family-out" in out and "| src-gray | other (" in out  # its nearest other family: other
     (tmp_path / "bad.json").write_text("{}")
     assert evaluate_main(["--matrix", path, "--meta-features", str(tmp_path / "meta.csv"), "--families",
-                          str(tmp_path / "bad.json")]) == 2
+                          str(tmp_path / "bad.json"), "--selector", "knn"]) == 2
     assert "bad.json: not a derived.json" in capsys.readouterr().err
 
 
@@ -210,3 +211,61 @@ def test_meta_features_from_a_fingerprint_store(tmp_path: Path) -> None:
     table = store_meta_features(str(tmp_path / "s.npz"), components=2)
     assert list(table) == ["d0", "d1", "d2", "d3"] and all(len(v) == 6 + 2 for v in table.values())
     assert table["d1"][1] == pytest.approx(np.log(3.0))
+
+
+def _two_cluster_store(tmp_path: Path) -> tuple[dict, Path]:
+    """d0, d1 fingerprints near 0 and d2, d3 near 5 (8 dims); A wins on d0 and d1, B on d2 and d3."""
+    from fingerprint.extractor import ExtractorInfo
+    from fingerprint.store import DatasetEntry, Store
+
+    info = ExtractorInfo(backbone="resnet18", weights="random-0", resolution=32, feature_dim=8)
+    rng = np.random.default_rng(0)
+    meta = {"classes": 3.0, "channels": 3.0, "height": 32.0, "width": 32.0, "train_size": 100.0,
+            "sequence_length": 1.0, "multilabel": 0.0}
+    centres = {"d0": 0.0, "d1": 0.3, "d2": 5.0, "d3": 5.3}
+    store = Store(info, [DatasetEntry(d, rng.normal(c, 0.5, (80, 8)), meta) for d, c in centres.items()])
+    store.save(str(tmp_path / "s.npz"))
+    matrix = {"d0": {"A": 0.9, "B": 0.5}, "d1": {"A": 0.8, "B": 0.6}, "d2": {"A": 0.4, "B": 0.9},
+              "d3": {"A": 0.3, "B": 0.7}}
+    return matrix, tmp_path / "s.npz"
+
+
+@pytest.mark.parametrize("selector", ["mlp_vote", "kmeans_vote"])
+def test_fingerprint_selector_left_out_matches_the_nearest_family(tmp_path: Path, selector: str) -> None:
+    from fingerprint.store import Store
+    from portfolio.evaluate import fingerprint_picker, lodo_regret
+
+    matrix, path = _two_cluster_store(tmp_path)
+    store = Store.load(str(path))
+    params = {"epochs": 8} if selector == "mlp_vote" else {}
+    report = lodo_regret(matrix, fingerprint_picker(matrix, store, selector, params, repeats=3), selector)
+    assert report.picks == {"d0": "A", "d1": "A", "d2": "B", "d3": "B"} and report.mean == 0.0
+    # d0 and d1 one family: d0 is never matched with d1 (nor fitted on it), so it takes the other cluster's B
+    families = {"d1": "d0"}
+    report = lodo_regret(matrix, fingerprint_picker(matrix, store, selector, params, families, repeats=3), selector,
+                         families=families)
+    assert report.picks["d0"] == report.picks["d1"] == "B" and report.regrets["d0"] == pytest.approx(0.4)
+    with pytest.raises(ValueError, match="no vectors of dataset.*d9"):
+        fingerprint_picker({**matrix, "d9": {"A": 0.1, "B": 0.2}}, store, selector)
+
+
+def test_evaluate_defaults_to_the_selector_the_bundle_ships(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    from portfolio.evaluate import shipped_selector
+    from runtime.manifest import Manifest
+
+    bundle = Path(__file__).resolve().parents[2] / "bundle"
+    name, params = shipped_selector(str(bundle))
+    assert name == Manifest.load(str(bundle)).info["selector"] and params["hidden"] > 0  # what meta-train recorded
+    matrix, store = _two_cluster_store(tmp_path)
+    path = _write(tmp_path, matrix)
+    assert evaluate_main(["--matrix", path, "--store", str(store), "--repeats", "3", "--bundle", str(bundle),
+                          "--params", '{"epochs": 8}']) == 0  # the shipped hyperparameters, fewer epochs
+    out = capsys.readouterr().out
+    assert f"| {name} | 0.0000 | 0.0000 | 4/4 |" in out and "| single best |" in out and "| 1-NN |" in out
+    (tmp_path / "meta.csv").write_text("dataset,size\nd0,0\nd1,1\nd2,10\nd3,11\n")
+    assert evaluate_main(["--matrix", path, "--meta-features", str(tmp_path / "meta.csv"), "--bundle", str(bundle)]) == 2
+    assert f"--selector {name} reads fingerprints: give --store" in capsys.readouterr().err
+    assert evaluate_main(["--matrix", path, "--store", str(store), "--bundle", str(tmp_path / "none")]) == 2
+    assert "no --selector named and the bundle's cannot be read" in capsys.readouterr().err
+    assert evaluate_main(["--matrix", path, "--store", str(store), "--selector", "nearest"]) == 2
+    assert "not one of knn, mapping, pairwise nor a registered fingerprint selector" in capsys.readouterr().err
