@@ -37,11 +37,14 @@ import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from portfolio.matrix import read_labelled_csv, read_matrix
+
+if TYPE_CHECKING:
+    from fingerprint.store import Store
 
 __all__ = ["Report", "PICKERS", "read_table", "held_out", "fair_configs", "lodo_regret", "random_regret", "store_meta_features",
            "knn_picker", "pairwise_picker", "fingerprint_picker", "shipped_selector", "mapping_picker", "read_families", "main"]
@@ -238,7 +241,7 @@ def pairwise_picker(matrix: Matrix, meta: dict[str, list[float]], l2: float = 1.
     return pick
 
 
-def fingerprint_picker(matrix: Matrix, store: Any, selector: str, params: dict[str, Any] | None = None,
+def fingerprint_picker(matrix: Matrix, store: Store, selector: str, params: dict[str, Any] | None = None,
                        families: dict[str, str] | None = None, *, batch_size: int = 64, repeats: int = 10,
                        seed: int = 0) -> Callable[[str, list[str], list[str]], str]:
     """The run-time flow's selection, left out: for dataset d the registered fingerprint selector `selector`
@@ -247,7 +250,7 @@ def fingerprint_picker(matrix: Matrix, store: Any, selector: str, params: dict[s
     batch of `fingerprint_batch` = 64), and the dataset ranked first most often, among those the matrix lets it
     learn from, gives its best configuration, as the bundle's dataset -> configuration map does."""
     from fingerprint.selectors import get_selector
-    from fingerprint.store import Store
+    from fingerprint.store import Store  # noqa: F811 (the annotation's, at run time)
 
     missing = [d for d in matrix if d not in store.entries]
     if missing:
@@ -338,6 +341,9 @@ def main(argv: list[str] | None = None) -> int:
         if fingerprint and args.selector not in list_selectors():
             raise ValueError(f"--selector {args.selector!r}: not one of {', '.join(sorted(PICKERS))} nor a "
                              f"registered fingerprint selector ({', '.join(list_selectors())})")
+        if params and not fingerprint:
+            raise ValueError(f"--params sets a fingerprint selector's hyperparameters; --selector {args.selector} "
+                             "has its own options")
         if fingerprint and not args.store:
             raise ValueError(f"--selector {args.selector} reads fingerprints: give --store STORE (or name --selector "
                              "knn or pairwise for meta-feature CSVs)")

@@ -267,5 +267,7 @@ def test_evaluate_defaults_to_the_selector_the_bundle_ships(tmp_path: Path, caps
     assert f"--selector {name} reads fingerprints: give --store" in capsys.readouterr().err
     assert evaluate_main(["--matrix", path, "--store", str(store), "--bundle", str(tmp_path / "none")]) == 2
     assert "no --selector named and the bundle's cannot be read" in capsys.readouterr().err
+    assert evaluate_main(["--matrix", path, "--store", str(store), "--selector", "knn", "--params", '{"k": 2}']) == 2
+    assert "--params sets a fingerprint selector's hyperparameters" in capsys.readouterr().err
     assert evaluate_main(["--matrix", path, "--store", str(store), "--selector", "nearest"]) == 2
     assert "not one of knn, mapping, pairwise nor a registered fingerprint selector" in capsys.readouterr().err
