@@ -28,7 +28,7 @@ import fingerprint  # noqa: F401  (triton guard)
 from fingerprint.selectors import BatchTooSmallError, Selector, get_selector, list_selectors
 from fingerprint.store import DatasetEntry, Store
 
-__all__ = ["IdentificationRow", "split_store", "identification_curve", "leave_one_out", "main"]
+__all__ = ["IdentificationRow", "split_store", "random_batches", "identification_curve", "leave_one_out", "main"]
 
 DEFAULT_BATCH_SIZES = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024)
 
@@ -54,7 +54,8 @@ def split_store(store: Store, fraction: float = 0.3, seed: int = 0) -> tuple[Sto
     return fit, held
 
 
-def _batches(vectors: np.ndarray, size: int, repeats: int, rng: np.random.Generator) -> list[np.ndarray]:
+def random_batches(vectors: np.ndarray, size: int, repeats: int, rng: np.random.Generator) -> list[np.ndarray]:
+    """`repeats` random batches of `size` rows (drawn with replacement only when there are fewer rows)."""
     return [vectors[rng.choice(len(vectors), size=size, replace=size > len(vectors))] for _ in range(repeats)]
 
 
@@ -71,7 +72,7 @@ def identification_curve(selector: Selector, store: Store, batch_sizes: tuple[in
         correct = total = 0
         elapsed = 0.0
         for name, vectors in held.items():
-            for batch in _batches(vectors, size, repeats, rng):
+            for batch in random_batches(vectors, size, repeats, rng):
                 start = time.perf_counter()
                 picked = selector.predict(batch, store.entries[name].meta)
                 elapsed += time.perf_counter() - start
@@ -91,7 +92,7 @@ def leave_one_out(selector_name: str, params: dict, store: Store, batch_size: in
     for name, entry in store.entries.items():
         selector = get_selector(selector_name, **params).fit(store.without(name))
         vectors = entry.features.astype(np.float32)
-        picks = Counter(selector.predict(b, entry.meta) for b in _batches(vectors, batch_size, repeats, rng))
+        picks = Counter(selector.predict(b, entry.meta) for b in random_batches(vectors, batch_size, repeats, rng))
         best, count = picks.most_common(1)[0]
         out.append((name, best, count / repeats))
     return out

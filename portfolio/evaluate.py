@@ -249,6 +249,7 @@ def fingerprint_picker(matrix: Matrix, store: Store, selector: str, params: dict
     known datasets for `repeats` random batches of `batch_size` of d's fingerprint vectors (the Model reads one
     batch of `fingerprint_batch` = 64), and the dataset ranked first most often, among those the matrix lets it
     learn from, gives its best configuration, as the bundle's dataset -> configuration map does."""
+    from fingerprint.evaluate import random_batches
     from fingerprint.selectors import get_selector
     from fingerprint.store import Store  # noqa: F811 (the annotation's, at run time)
 
@@ -264,10 +265,8 @@ def fingerprint_picker(matrix: Matrix, store: Store, selector: str, params: dict
                                    if families.get(name, name) != group])
         fitted = get_selector(selector, **(params or {})).fit(known)
         entry = store.entries[d]
-        vectors = entry.features.astype(np.float32)
         votes: dict[str, int] = {}
-        for _ in range(repeats):
-            batch = vectors[rng.choice(len(vectors), size=batch_size, replace=batch_size > len(vectors))]
+        for batch in random_batches(entry.features.astype(np.float32), batch_size, repeats, rng):
             match = next((name for name, _ in fitted.rank(batch, entry.meta) if name in others), None)
             if match is not None:
                 votes[match] = votes.get(match, 0) + 1
@@ -281,13 +280,11 @@ def fingerprint_picker(matrix: Matrix, store: Store, selector: str, params: dict
 def shipped_selector(bundle: str) -> tuple[str, dict[str, Any]]:
     """The fingerprint selector a bundled portfolio ships (its registered name and hyperparameters, read from
     the saved selector the manifest names): what `portfolio.evaluate` runs when no `--selector` is named."""
-    import os
-
     from fingerprint.selectors import load_selector
     from runtime.manifest import Manifest
 
     manifest = Manifest.load(bundle)
-    fitted = load_selector(os.path.join(bundle, manifest.selector))
+    fitted = load_selector(str(Path(bundle) / manifest.selector))
     return fitted.registry_name, fitted.get_params()
 
 
