@@ -9,6 +9,7 @@ behaviour is used, so the platform's objects work unchanged.
 
 from __future__ import annotations
 
+import itertools
 import logging
 import time
 from collections.abc import Iterator
@@ -21,7 +22,8 @@ import tensorflow as tf
 from metadata.errors import RecordError, SampleCountError
 from metadata.reader import AutoDLDataset, keep_frames, locate_bad_record
 
-__all__ = ["Arrays", "to_arrays", "as_tf_dataset", "max_side", "uint8_batches", "record_error", "DECODE_BATCH_BYTES"]
+__all__ = ["Arrays", "to_arrays", "read_on", "as_tf_dataset", "max_side", "uint8_batches", "record_error",
+           "DECODE_BATCH_BYTES"]
 
 logger = logging.getLogger(__name__)
 
@@ -235,6 +237,36 @@ def to_arrays(source: Any, *, max_samples: int | None = None, size: tuple[int, i
                                f"but the records hold {count} samples")
     rest = None if complete else _rest(source, left_x, left_y, iterator)
     return Arrays(x=x_all, y=y_all, complete=complete, out_of_range=out_of_range, rest=rest)
+
+
+def read_on(arrays: Arrays, max_samples: int, max_seconds: float | None = None) -> Arrays:
+    """`arrays` followed by the samples after them (its `rest`), `max_samples` in all: a read that stopped early
+    goes on where it stopped, nothing decoded twice. Reading stops after `max_seconds` (having read at least one
+    batch). The result's `rest` goes on after it in turn.
+
+    Raises:
+        RecordError: a record that cannot be read or decoded.
+    """
+    if arrays.rest is None:  # nothing after them
+        return arrays
+    xs, ys, count = [arrays.x], [arrays.y], len(arrays)
+    exhausted, start = arrays.complete, time.time()
+    while not exhausted and count < max_samples and (
+            count == len(arrays) or max_seconds is None or time.time() - start < max_seconds):
+        try:
+            x, y = next(arrays.rest)
+        except StopIteration:
+            exhausted = True
+            break
+        xs.append(x)
+        ys.append(y)
+        count += len(x)
+    x_all, y_all = (np.concatenate(xs), np.concatenate(ys)) if len(xs) > 1 else (arrays.x, arrays.y)
+    keep = min(count, max_samples)
+    left = [(x_all[keep:], y_all[keep:])] if keep < count else []
+    complete = exhausted and not left
+    rest = None if complete else itertools.chain(left, () if exhausted else arrays.rest)
+    return Arrays(x=x_all[:keep], y=y_all[:keep], complete=complete, out_of_range=arrays.out_of_range, rest=rest)
 
 
 def _rest(source: Any, x: np.ndarray, y: np.ndarray, iterator: Any) -> Iterator[tuple[np.ndarray, np.ndarray]]:

@@ -4,7 +4,9 @@ The platform alternates `train` and `test` and scores every answer; the engine d
 `train` call does from its phase and the time left:
 
 1. `FIRST_ANSWER`: decode a first sample of the training data and fit a logistic regression on its
-   downsampled pixels: the first `test` answers within about a second.
+   downsampled pixels: the first `test` answers within about a second. Where decoding the first sample takes
+   longer than `first_answer_seconds`, the pixel model of what was decoded by then answers first, unvalidated,
+   and the next call decodes the rest of the sample (going on where the read stopped) before doing the same.
 2. `PROBE`: fit a linear probe on frozen-network features of the sample (the next answer).
 3. `PREPARE`: fingerprint the sample and let the selector order the configurations, decode the
    training set (capped by the time left; the rest is streamed), grow the validation set from it,
@@ -54,7 +56,7 @@ from fingerprint.extractor import FeatureExtractor
 from learner.config import TrainConfig
 from learner.data import TrainSet, is_multilabel, load_train_set, stratified_split, to_float_batch
 from learner.trainer import Trainer
-from metadata.arrays import max_side, to_arrays
+from metadata.arrays import Arrays, max_side, read_on, to_arrays
 from runtime.probe import LinearProbe, shift_prior
 from runtime.settings import RuntimeSettings, member_settings
 from scoring.metrics import ScoringError, nauc
@@ -106,7 +108,7 @@ class Answer:
     """
 
     recipe: dict[str, float]
-    val: np.ndarray
+    val: np.ndarray | None  # None: unvalidated (the first part's pixel model); the first validated answer replaces it
     score: float
     test: np.ndarray | None = None
     label: str = ""
@@ -122,7 +124,7 @@ class _Predictor:
     """
 
     name: str
-    val: np.ndarray
+    val: np.ndarray | None  # None: unvalidated (never blended)
     make_test: Callable[[], np.ndarray]
     val_score: float
     test: np.ndarray | None = field(default=None, repr=False)
@@ -257,6 +259,9 @@ class AnytimeEngine:
         self.net_rows: np.ndarray | None = None  # validation rows held out from the network (None: all)
         self._pixels_due: tuple[np.ndarray, np.ndarray] | None = None  # out-of-fold pixel scores still owed
         self.pixel_model: LinearProbe | None = None
+        self.first_part: Arrays | None = None  # the first sample's part read within `first_answer_seconds`
+        self.first_part_seconds = 0.0  # ... and the seconds it took
+        self.answered_early = False  # the first call answered with a pixel model of that part
         self.trainer: Trainer | None = None
         self.train_data: TrainSet | None = None
         self.predictors: dict[str, _Predictor] = {}
@@ -312,7 +317,8 @@ class AnytimeEngine:
             try:
                 pending.test = self._test_predictions(pending.recipe)
                 self.answer = pending
-                logger.info("[test] answering with %s (validation NAUC %.3f)", pending.label, pending.score)
+                logger.info("[test] answering with %s (validation NAUC %s)", pending.label,
+                            "none" if pending.val is None else f"{pending.score:.3f}")
             except Exception as exc:  # noqa: BLE001 - the fault boundary, once an answer exists
                 if self.answer is None:
                     raise
@@ -324,9 +330,13 @@ class AnytimeEngine:
     def _first_answer(self, dataset: Any) -> None:
         s = self.settings
         start = time.time()
-        self._store_native(dataset)
+        if self.first_part is None:
+            self._store_native(dataset)
+            if s.pixel_first and s.first_answer_seconds and self._answer_early(dataset, start):
+                return
         x, y, complete = self._read_probe_sample(dataset)
-        self.decode_rate = len(x) / max(time.time() - start, 1e-3)  # samples/s, an upper bound of the cost
+        before = self.first_part_seconds if self.answered_early else 0.0  # decoding in the call before
+        self.decode_rate = len(x) / max(time.time() - start + before, 1e-3)  # samples/s, an upper bound of the cost
         self.probe_count = len(x)  # the cached training set holds at least these (validation inside)
         self.sample_x, self.sample_y = x, y
         self.multilabel = is_multilabel(y)
@@ -354,12 +364,36 @@ class AnytimeEngine:
             logger.info("[train] pixel model on %d samples in %.1f s (validation NAUC %.3f%s)", len(self.fit_idx),
                         time.time() - start, self.predictors["pixels"].val_score,
                         ", in-sample until the folds are scored" if self.cv_folds else "")
-            if s.probe_inline and self._rung_cost(self._first_rung()) <= s.probe_inline:  # cheap: joins the first answer
+            if self.answered_early or (  # the pixel model answered early: the probe joins its answer
+                    s.probe_inline and self._rung_cost(self._first_rung()) <= s.probe_inline):  # or cheap: joins it
                 self._probe()
         else:
             self.phase = Phase.PROBE  # the probe moves on to PREPARE itself once no better rung is affordable
             self._probe()
         logger.info("[train] first answer ready in %.1f s", time.time() - start)
+
+    def _answer_early(self, dataset: Any, start: float) -> bool:
+        """Decode the first sample for at most `first_answer_seconds` (at least one batch); when the rest of it
+        would take as long again (at the rate just seen), answer with a pixel model of what is decoded
+        (unvalidated: the next answer, validated, replaces it whatever it scores) and keep it for the next call,
+        which reads on; else this call reads on. Returns whether it answered."""
+        s = self.settings
+        part = to_arrays(dataset, size=(self.resolution,) * 2, max_samples=s.probe_samples, frames=self.frames,
+                         max_seconds=s.first_answer_seconds)
+        self.first_part, self.first_part_seconds = part, time.time() - start
+        rest = (min(s.probe_samples, self.train_size) - len(part)) * self.first_part_seconds / max(len(part), 1)
+        if part.complete or rest < s.first_answer_seconds:  # (nearly) the whole first sample in time: as before
+            return False
+        self.answered_early = True
+        self.multilabel = is_multilabel(part.y)
+        model = self._linear(C=s.pixel_C).fit(pixel_features(part.x, s.pixel_size), part.y)
+        self.predictors["pixels-first"] = _Predictor("pixels-first", None, lambda: model.predict(self._test_pixels()),
+                                                     -math.inf)
+        self.pending = Answer({"pixels-first": 1.0}, None, -math.inf, label="pixels-first")
+        logger.info("[train] pixel model on the first %d samples, decoded in %.1f s (the first sample's %d take "
+                    "longer): first answer in %.1f s, unvalidated", len(part), self.first_part_seconds,
+                    s.probe_samples, time.time() - start)
+        return True
 
     def _store_native(self, dataset: Any) -> None:
         """Cap the storage side at the images' own largest side (`store_native`): known from the metadata, or
@@ -677,7 +711,7 @@ class AnytimeEngine:
         for name in self.probes:
             self._add_probe_predictor(name)
         for answer in (self.answer, self.pending):  # rescored from its recipe: only linear models exist so far
-            if answer is not None:
+            if answer is not None and answer.val is not None:
                 answer.val = sum(w * self.predictors[name].val for name, w in answer.recipe.items())
                 answer.score = self._val_score(answer.val)
         logger.info("[train] validation grown to %d samples (+%d from the decoded training set)", len(self.val_y),
@@ -765,6 +799,8 @@ class AnytimeEngine:
         of them no challenger is surely better.
         """
         base = self.pending or self.answer
+        if base is not None and base.val is None:  # unvalidated (the first part's): the first validated answer wins
+            base = None
         alone = [Answer({n: 1.0}, self.predictors[n].val, self.predictors[n].val_score, label=n,
                         rows=self.predictors[n].rows) for n in names]
         if base is None:
@@ -889,7 +925,7 @@ class AnytimeEngine:
         predictor.val = self._out_of_fold(features, y, C=self.settings.pixel_C)
         predictor.val_score = self._val_score(predictor.val)
         for answer in (self.answer, self.pending):
-            if answer is not None:
+            if answer is not None and answer.recipe == {"pixels": 1.0}:
                 answer.val, answer.score = predictor.val, predictor.val_score
 
     def _add_pixel_predictor(self, name: str, val: np.ndarray | None = None) -> None:
@@ -972,7 +1008,11 @@ class AnytimeEngine:
         s = self.settings
         size = (self.resolution,) * 2
         count, seconds = s.probe_samples, s.first_sample_seconds
-        arrays = to_arrays(dataset, size=size, max_samples=count, frames=self.frames, max_seconds=seconds or None)
+        if self.first_part is not None:  # read on where the part read first stopped, within what is left of the time
+            left = max(seconds - self.first_part_seconds, 0.0) if seconds else None
+            arrays, self.first_part = read_on(self.first_part, count, left), None
+        else:
+            arrays = to_arrays(dataset, size=size, max_samples=count, frames=self.frames, max_seconds=seconds or None)
         seen = int(((arrays.y > 0).sum(0) > 0).sum())
         if not arrays.complete and seen * 2 < self.num_classes:
             count, seconds = 4 * count, 4 * seconds

@@ -32,6 +32,13 @@ class RuntimeSettings:
         pixel_first: answer first with a logistic regression on downsampled pixels (under a second), then
             with the frozen-feature probe; off: the probe answers first.
         pixel_size: side of the downsampled images of the pixel model.
+        first_answer_seconds: with `pixel_first`, the first call decodes the first sample (`probe_samples`) for at
+            most this long (at least one decode batch); when it is not all decoded by then, a pixel model of the
+            samples that are answers first, unvalidated, and the next call decodes the rest of the sample where the
+            read stopped (nothing twice) and goes on as before (its pixel model, validated, replaces the first
+            answer). Large images decode at 150-400 a second here (weather's first 512 at 224 px took 1.2-3.5 s,
+            its first answer came at 2.9-4.3 s): the first answer need not wait for all of them. 0: the whole first
+            sample first (the flow before).
         probe_inline: when the probe's features of the first sample are estimated to take at most this many
             seconds, the probe is fitted in the first call too and competes for the first answer.
         probe_resolutions: the probe's input sides, ascending (empty: the bundle's probe resolution).
@@ -144,6 +151,7 @@ class RuntimeSettings:
     max_divergences: int = 5
     pixel_first: bool = True
     pixel_size: int = 16
+    first_answer_seconds: float = 0.5
     probe_inline: float = 0.0
     probe_resolutions: tuple[int, ...] = (64, 128, 224)
     probe_flip: bool = True
@@ -184,7 +192,7 @@ class RuntimeSettings:
             value = getattr(self, name)
             if not isinstance(value, (int, float)) or not 0 < value < 1:
                 raise ValueError(f"The {name!r} setting must be in (0, 1). Got {value!r} instead.")
-        for name in ("probe_inline", "safety", "probe_first_seconds", "first_sample_seconds"):
+        for name in ("probe_inline", "safety", "probe_first_seconds", "first_sample_seconds", "first_answer_seconds"):
             value = getattr(self, name)
             if not isinstance(value, (int, float)) or value < 0:
                 raise ValueError(f"The {name!r} setting must be >= 0. Got {value!r} instead.")

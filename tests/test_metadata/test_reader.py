@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from metadata.arrays import DECODE_BATCH_BYTES, max_side, to_arrays
+from metadata.arrays import DECODE_BATCH_BYTES, max_side, read_on, to_arrays
 from metadata.check import check_dataset, read_solution
 from metadata.errors import AutoDLDataError, RecordError, SampleCountError
 from metadata.reader import AutoDLDataset, frame_positions
@@ -72,6 +72,23 @@ def test_max_side_reads_varying_sizes_and_trusts_a_static_shape(samples_dir: Pat
     assert max_side(junk.take(0), 3) == 0  # nothing read, no size declared
     with pytest.raises(RecordError, match="could not be read or decoded"):
         max_side(junk, 3)
+
+
+def test_read_on_goes_on_where_a_read_stopped(make_array_dataset) -> None:
+    out, _ = make_array_dataset("on", n_train=50, shape=(9, 7, 3))
+    ds = AutoDLDataset(str(out / "on.data/train")).get_dataset()
+    whole = to_arrays(ds, size=(8, 8))
+    part = to_arrays(ds, size=(8, 8), max_samples=30, batch_size=8, max_seconds=1e-9)  # one batch: time is up
+    assert len(part) == 8 and not part.complete
+    more = read_on(part, 20, max_seconds=1e-9)  # again one batch at least
+    assert len(more) == 16 and not more.complete
+    more = read_on(more, 20)  # 20 of the 24 read: four wait in `rest`
+    assert len(more) == 20 and not more.complete
+    end = read_on(more, 100)
+    assert end.complete and end.rest is None and len(end) == 50
+    np.testing.assert_array_equal(end.x, whole.x)
+    np.testing.assert_array_equal(end.y, whole.y)
+    assert read_on(end, 100) is end  # nothing after it
 
 
 def test_compressed_round_trip_rgb_and_gray(make_array_dataset) -> None:

@@ -118,6 +118,34 @@ def test_a_cheap_probe_joins_the_first_answer(data: tuple[AutoDLDataset, AutoDLD
     assert engine.test(test.get_dataset(), remaining_time_budget=59).shape == (9, 3)
 
 
+def test_a_slow_first_sample_answers_early_and_reads_on(make_array_dataset, monkeypatch: pytest.MonkeyPatch) -> None:
+    folder, _ = make_array_dataset("early", n_train=200, n_test=9, shape=(16, 16, 3), classes=3)
+    train, test = (AutoDLDataset(str(folder / f"early.data/{split}")).get_dataset() for split in ("train", "test"))
+    reads = []
+    real = engine_module.to_arrays
+    monkeypatch.setattr(engine_module, "to_arrays", lambda source, **kw: reads.append(source) or real(source, **kw))
+    engine = _engine(200, [CONFIG], first_answer_seconds=1e-9)  # time is up after the first decode batch (64)
+    engine.train(train, remaining_time_budget=60)
+    assert engine.phase is Phase.FIRST_ANSWER and engine.pending.recipe == {"pixels-first": 1.0}
+    assert engine.pending.val is None and len(engine.first_part) == 64
+    first = engine.test(test, remaining_time_budget=59)
+    assert first.shape == (9, 3) and np.isfinite(first).all()
+    engine.train(train, remaining_time_budget=59)  # reads on: the whole training set, then pixels and the probe
+    whole = real(train, size=(engine.resolution,) * 2)
+    np.testing.assert_array_equal(engine.sample_x, whole.x)
+    np.testing.assert_array_equal(engine.sample_y, whole.y)
+    assert reads == [train, test]  # one read of the training set over both calls: nothing decoded twice
+    assert {"pixels", "probe"} <= set(engine.predictors) and engine.cv_folds  # all of it: cross-validated
+    assert "pixels-first" not in engine.pending.recipe and engine.pending.val is not None  # validated: it replaced
+    engine.test(test, remaining_time_budget=58)
+    assert engine.answer is not None and engine.faults == []
+    # in time, or off: the whole first sample first, as before
+    for settings in ({"first_answer_seconds": 60.0}, {"first_answer_seconds": 0.0}):
+        engine = _engine(200, [CONFIG], **settings)
+        engine.train(train, remaining_time_budget=60)
+        assert engine.phase is Phase.PROBE and engine.pending.recipe == {"pixels": 1.0} and len(engine.sample_x) == 200
+
+
 def test_no_time_to_fine_tune_ends_after_the_linear_models(data: tuple[AutoDLDataset, AutoDLDataset]) -> None:
     train, test = data
     engine = _engine(60, [CONFIG])
