@@ -5,8 +5,9 @@ The platform alternates `train` and `test` and scores every answer; the engine d
 
 1. `FIRST_ANSWER`: decode a first sample of the training data and fit a logistic regression on its
    downsampled pixels: the first `test` answers within about a second. Where decoding the first sample takes
-   longer than `first_answer_seconds`, the pixel model of what was decoded by then answers first, unvalidated,
-   and the next call decodes the rest of the sample (going on where the read stopped) before doing the same.
+   longer than `first_answer_seconds` and as long again remains, the pixel model of what was decoded by then
+   answers first, unvalidated, and the next call decodes the rest of the sample (going on where the read
+   stopped), then does the same and fits the first probe too.
 2. `PROBE`: fit a linear probe on frozen-network features of the sample (the next answer).
 3. `PREPARE`: fingerprint the sample and let the selector order the configurations, decode the
    training set (capped by the time left; the rest is streamed), grow the validation set from it,
@@ -293,7 +294,8 @@ class AnytimeEngine:
     # -- the platform calls ---------------------------------------------------------------------
     def train(self, dataset: Any, remaining_time_budget: float | None = None) -> None:
         self.clock.set(remaining_time_budget)
-        if self.phase is Phase.FIRST_ANSWER:  # no answer yet: a failure here has nothing to protect
+        if self.phase is Phase.FIRST_ANSWER:  # no validated answer yet: a failure here (the first sample cannot
+            # be read) ends the run, after the early answer when there was one
             self._first_answer(dataset)
             return
         if self.phase is Phase.DONE:
@@ -378,8 +380,9 @@ class AnytimeEngine:
         (unvalidated: the next answer, validated, replaces it whatever it scores) and keep it for the next call,
         which reads on; else this call reads on. Returns whether it answered."""
         s = self.settings
+        seconds = min(s.first_answer_seconds, s.first_sample_seconds or math.inf)  # within the first sample's cap
         part = to_arrays(dataset, size=(self.resolution,) * 2, max_samples=s.probe_samples, frames=self.frames,
-                         max_seconds=s.first_answer_seconds)
+                         max_seconds=seconds)
         self.first_part, self.first_part_seconds = part, time.time() - start
         rest = (min(s.probe_samples, self.train_size) - len(part)) * self.first_part_seconds / max(len(part), 1)
         if part.complete or rest < s.first_answer_seconds:  # (nearly) the whole first sample in time: as before

@@ -33,10 +33,10 @@ class RuntimeSettings:
             with the frozen-feature probe; off: the probe answers first.
         pixel_size: side of the downsampled images of the pixel model.
         first_answer_seconds: with `pixel_first`, the first call decodes the first sample (`probe_samples`) for at
-            most this long (at least one decode batch); when it is not all decoded by then, a pixel model of the
-            samples that are answers first, unvalidated, and the next call decodes the rest of the sample where the
-            read stopped (nothing twice) and goes on as before (its pixel model, validated, replaces the first
-            answer). Large images decode at 150-400 a second here (weather's first 512 at 224 px took 1.2-3.5 s,
+            most this long (at least one decode batch); when the rest would take as long again (at the rate seen), a
+            pixel model of the samples decoded answers first, unvalidated, and the next call decodes the rest of the
+            sample where the read stopped (nothing twice), fits the pixel model and the first probe on all of it,
+            and their validated answer replaces the first whatever it scores. Large images decode at 150-400 a second here (weather's first 512 at 224 px took 1.2-3.5 s,
             its first answer came at 2.9-4.3 s): the first answer need not wait for all of them. 0: the whole first
             sample first (the flow before).
         probe_inline: when the probe's features of the first sample are estimated to take at most this many
