@@ -73,9 +73,9 @@ class Store:
     def __len__(self) -> int:
         return len(self.entries)
 
-    def without(self, name: str) -> Store:
-        """A copy without one dataset (leave-one-dataset-out)."""
-        return Store(self.info, [e for n, e in self.entries.items() if n != name])
+    def without(self, *names: str) -> Store:
+        """A copy without these datasets (leave-one-dataset-out, or a whole family)."""
+        return Store(self.info, [e for n, e in self.entries.items() if n not in names])
 
     def samples(self) -> tuple[np.ndarray, np.ndarray]:
         """All feature vectors (float32) and their dataset names."""

@@ -251,7 +251,6 @@ def fingerprint_picker(matrix: Matrix, store: Store, selector: str, params: dict
     learn from, gives its best configuration, as the bundle's dataset -> configuration map does."""
     from fingerprint.evaluate import random_batches
     from fingerprint.selectors import get_selector
-    from fingerprint.store import Store  # noqa: F811 (the annotation's, at run time)
 
     missing = [d for d in matrix if d not in store.entries]
     if missing:
@@ -261,8 +260,7 @@ def fingerprint_picker(matrix: Matrix, store: Store, selector: str, params: dict
 
     def pick(d: str, others: list[str], allowed: list[str]) -> str:
         group = families.get(d, d)
-        known = Store(store.info, [e for name, e in store.entries.items()
-                                   if families.get(name, name) != group])
+        known = store.without(*(name for name in store.entries if families.get(name, name) == group))
         fitted = get_selector(selector, **(params or {})).fit(known)
         entry = store.entries[d]
         votes: dict[str, int] = {}

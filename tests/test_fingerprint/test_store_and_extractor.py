@@ -37,7 +37,7 @@ def test_store_round_trip(tmp_path: Path) -> None:
     assert loaded.entries["a"].features.dtype == np.float16 and loaded.entries["b"].meta == META
     x, y = loaded.samples()
     assert x.shape == (5, 4) and y.tolist() == ["a", "a", "a", "b", "b"]
-    assert loaded.without("a").names == ["b"]
+    assert loaded.without("a").names == ["b"] and loaded.without("a", "b").names == []
 
 
 def test_store_bad_input(tmp_path: Path) -> None:
