@@ -74,6 +74,27 @@ def test_max_side_reads_varying_sizes_and_trusts_a_static_shape(samples_dir: Pat
         max_side(junk, 3)
 
 
+def test_max_side_reads_in_single_ops(samples_dir: Path, make_array_dataset, monkeypatch) -> None:
+    """The peek never creates a Python iterator (0.05-0.1 s each over the platform's dataset): the first sample by
+    `get_single_element`, the sides of the rest as one batch; the same answers as a read sample by sample."""
+    xs, _ = _read_all(samples_dir / "Monkeys/Monkeys.data/train")
+    sides = [max(x.shape[1:3]) for x in xs]
+    out, _ = make_array_dataset("stages", n_train=70, shape=(9, 7, 3))
+    fixed = AutoDLDataset(str(out / "stages.data/train")).get_dataset()
+    def crop(i: tf.Tensor, element: tuple[tf.Tensor, tf.Tensor]) -> tuple[tf.Tensor, tf.Tensor]:
+        side = 4 + 4 * tf.cast(tf.equal(i, 50), tf.int32)  # 4 px, but sample 50: 8 px (7 wide)
+        return element[0][:, :side, :side], element[1]
+
+    varying = fixed.enumerate().map(crop)
+    monkeypatch.setattr(tf.data.Dataset, "__iter__", lambda self: pytest.fail("a Python iterator was created"))
+    split = AutoDLDataset(str(samples_dir / "Monkeys/Monkeys.data/train")).get_dataset()
+    for n in (1, 2, 8, 9, 20, len(xs), 100):
+        assert max_side(split, n) == max(sides[:n])
+    assert varying.element_spec[0].shape[-3] is None
+    assert [max_side(varying, n) for n in (1, 8, 50, 51, 100)] == [4, 4, 4, 8, 8]  # 51+: the second read finds it
+    assert max_side(varying, 100, enough=4) == 4  # settled by the first sample
+
+
 def test_read_on_goes_on_where_a_read_stopped(make_array_dataset) -> None:
     out, _ = make_array_dataset("on", n_train=50, shape=(9, 7, 3))
     ds = AutoDLDataset(str(out / "on.data/train")).get_dataset()
