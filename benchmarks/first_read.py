@@ -4,9 +4,9 @@
 
 On each AutoDL dataset (default: the two official samples), alternating within one process and on the
 `tf.data.Dataset` the platform hands to the Model (`get_dataset()`): (a) `metadata.arrays.max_side` (single ops)
-against `_max_side_iterating` (a Python iterator, the peek before; both 0 s where the dataset declares its size), both for the first 64 samples and stopping at
-`--side`; (b) `to_arrays` of the training and the test split at `--side` with our read options against tf.data's
-defaults (`_read_options` patched). Prints medians (seconds) and the ratio new / before.
+against `_max_side_iterating` (a Python iterator, the peek before; neither reads where the dataset declares its
+size), both for the first 64 samples and stopping at `--side`; (b) `to_arrays` of the training and the test
+split at `--side` with our read options against tf.data's defaults (`_read_options` patched). Prints medians (seconds) and the ratio new / before.
 """
 
 from __future__ import annotations
@@ -16,7 +16,9 @@ import os
 import statistics
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -34,7 +36,7 @@ def _splits(folder: Path) -> tuple[AutoDLDataset, AutoDLDataset]:
     return AutoDLDataset(str(data / "train")), AutoDLDataset(str(data / "test"))
 
 
-def _timed(fn) -> float:
+def _timed(fn: Callable[[], Any]) -> float:
     start = time.perf_counter()
     fn()
     return time.perf_counter() - start

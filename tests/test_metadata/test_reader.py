@@ -79,8 +79,9 @@ def test_max_side_reads_in_single_ops(samples_dir: Path, make_array_dataset, mon
     `get_single_element`, the sides of the rest as one batch; the same answers as a read sample by sample."""
     xs, _ = _read_all(samples_dir / "Monkeys/Monkeys.data/train")
     sides = [max(x.shape[1:3]) for x in xs]
-    out, _ = make_array_dataset("stages", n_train=70, shape=(9, 7, 3))
-    fixed = AutoDLDataset(str(out / "stages.data/train")).get_dataset()
+    out, _ = make_array_dataset("peek", n_train=70, shape=(9, 7, 3))
+    fixed = AutoDLDataset(str(out / "peek.data/train")).get_dataset()
+
     def crop(i: tf.Tensor, element: tuple[tf.Tensor, tf.Tensor]) -> tuple[tf.Tensor, tf.Tensor]:
         side = 4 + 4 * tf.cast(tf.equal(i, 50), tf.int32)  # 4 px, but sample 50: 8 px (7 wide)
         return element[0][:, :side, :side], element[1]
