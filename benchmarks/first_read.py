@@ -52,7 +52,7 @@ def measure(folder: Path, repeats: int, side: int) -> dict[str, tuple[float, flo
     cases = {
         "peek (64 samples, stop at side)": (
             lambda: arrays.max_side(train_ds, 64, enough=side),
-            lambda: static or arrays._max_side_iterating(train_ds, train_ds, 64, None, side)),
+            lambda: static or arrays._max_side_iterating(train_ds, 64, None, side)),
         "to_arrays train": (lambda: arrays.to_arrays(train_ds, size=(side, side), max_samples=512), None),
         "to_arrays test": (lambda: arrays.to_arrays(test_ds, size=(side, side)), None),
     }

@@ -112,7 +112,7 @@ def max_side(source: Any, max_samples: int, max_seconds: float | None = None, en
     try:
         first = ds.take(1).get_single_element()  # one op, nothing traced
     except (tf.errors.OpError, ValueError):
-        return _max_side_iterating(source, ds, max_samples, max_seconds, goal)  # empty, or a record at fault
+        return _max_side_iterating(source, max_samples, max_seconds, goal)  # empty, or a record at fault
     largest = max(int(d) for d in first[0].shape[-3:-1])
     more = max_samples - 1
     if max_seconds is not None:
@@ -134,14 +134,13 @@ def max_side(source: Any, max_samples: int, max_seconds: float | None = None, en
     return max(largest, int(counted.max(initial=0)))
 
 
-def _max_side_iterating(source: Any, ds: tf.data.Dataset, max_samples: int, max_seconds: float | None,
-                        goal: int) -> int:
+def _max_side_iterating(source: Any, max_samples: int, max_seconds: float | None, goal: int) -> int:
     """`max_side` one sample at a time through a Python iterator: an empty dataset gives 0, a record at fault
     its `RecordError`."""
     side = 0
     start = time.time()
     try:
-        for element in ds.take(max_samples):
+        for element in as_tf_dataset(source).take(max_samples):
             side = max(side, *(int(d) for d in element[0].shape[-3:-1]))
             if side >= goal or (max_seconds is not None and time.time() - start >= max_seconds):
                 break
