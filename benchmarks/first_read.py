@@ -1,12 +1,14 @@
-"""The fixed costs of the first answer's reads: the storage peek and a read's iterator, on small splits.
+"""The first answer's reads: the storage peek, and a read with and without tf.data's default rewrites.
 
     python benchmarks/first_read.py [--datasets DIR...] [--repeats 9] [--side 224]
 
 On each AutoDL dataset (default: the two official samples), alternating within one process and on the
-`tf.data.Dataset` the platform hands to the Model (`get_dataset()`): (a) `metadata.arrays.max_side` (single ops)
-against `_max_side_iterating` (a Python iterator, the peek before; neither reads where the dataset declares its
-size), both for the first 64 samples and stopping at `--side`; (b) `to_arrays` of the training and the test
-split at `--side` with our read options against tf.data's defaults (`_read_options` patched). Prints medians (seconds) and the ratio new / before.
+`tf.data.Dataset` the platform hands to the Model (`get_dataset()`, which parses sequentially, as the official
+reader does): (a) `metadata.arrays.max_side` (single ops) against `_max_side_iterating` (a Python iterator, the
+peek before session 20; neither reads where the dataset declares its size), both for the first 64 samples and
+stopping at `--side`; (b) `to_arrays` of the first 512 training samples and of the test split at `--side` as it
+reads now (tf.data's default graph rewrites, which parallelize the platform's parse map) against session 20's
+reads (`apply_default_optimizations = False` on the dataset). Prints medians (seconds) and the ratio new / before.
 """
 
 from __future__ import annotations
@@ -45,29 +47,25 @@ def _timed(fn: Callable[[], Any]) -> float:
 def measure(folder: Path, repeats: int, side: int) -> dict[str, tuple[float, float]]:
     train, test = _splits(folder)
     train_ds, test_ds = train.get_dataset(), test.get_dataset()
-    new_options = arrays._read_options
-    defaults = tf.data.Options
     arrays.max_side(train_ds, 1)  # the first op of the process is slow whoever runs it
     static = train_ds.element_spec[0].shape[-3:-1].is_fully_defined()
-    cases = {
+    no_rewrites = tf.data.Options()
+    no_rewrites.experimental_optimization.apply_default_optimizations = False
+    bare_train, bare_test = train_ds.with_options(no_rewrites), test_ds.with_options(no_rewrites)
+    cases: dict[str, tuple[Callable[[], Any], Callable[[], Any]]] = {
         "peek (64 samples, stop at side)": (
             lambda: arrays.max_side(train_ds, 64, enough=side),
             lambda: static or arrays._max_side_iterating(train_ds, 64, None, side)),
-        "to_arrays train": (lambda: arrays.to_arrays(train_ds, size=(side, side), max_samples=512), None),
-        "to_arrays test": (lambda: arrays.to_arrays(test_ds, size=(side, side)), None),
+        "to_arrays train (512)": (lambda: arrays.to_arrays(train_ds, size=(side, side), max_samples=512),
+                                  lambda: arrays.to_arrays(bare_train, size=(side, side), max_samples=512)),
+        "to_arrays test": (lambda: arrays.to_arrays(test_ds, size=(side, side)),
+                           lambda: arrays.to_arrays(bare_test, size=(side, side))),
     }
     times: dict[str, tuple[list[float], list[float]]] = {name: ([], []) for name in cases}
     for _ in range(repeats):
         for name, (new, before) in cases.items():
             times[name][0].append(_timed(new))
-            if before is None:  # the same read with tf.data's default options
-                arrays._read_options = defaults
-                try:
-                    times[name][1].append(_timed(new))
-                finally:
-                    arrays._read_options = new_options
-            else:
-                times[name][1].append(_timed(before))
+            times[name][1].append(_timed(before))
     return {name: (statistics.median(a), statistics.median(b)) for name, (a, b) in times.items()}
 
 

@@ -75,16 +75,6 @@ def as_tf_dataset(source: Any) -> tf.data.Dataset:
     raise TypeError(f"expected a tf.data.Dataset or an AutoDL dataset object, got {type(source).__name__}")
 
 
-def _read_options() -> tf.data.Options:
-    """`tf.data` options of every read here: without tf.data's default graph rewrites, which cost each new
-    iterator time and bought nothing on these pipelines (already parallel and prefetched). Medians of
-    alternating reads at 128 px, default against these: Monkeys' 26 training images 0.226 against 0.138 s and
-    its test set 0.107 against 0.075 s; 512 of weather's 0.97 against 0.91 s; hoda's 2,500 2.66 against 1.49 s."""
-    options = tf.data.Options()
-    options.experimental_optimization.apply_default_optimizations = False
-    return options
-
-
 def max_side(source: Any, max_samples: int, max_seconds: float | None = None, enough: int | None = None) -> int:
     """The largest height or width of a frame among the first `max_samples` samples (0: none): the static
     shape when the dataset declares one, else read (decoded, not resized; once a side of at least `enough` is
@@ -233,7 +223,7 @@ def to_arrays(source: Any, *, max_samples: int | None = None, size: tuple[int, i
     if not pre_batched:
         ds = ds.batch(_bounded_batch(ds.element_spec[0].shape, ds.element_spec[0].dtype.size, batch_size)
                       if batched else 1)
-    ds = ds.prefetch(2).with_options(_read_options())
+    ds = ds.prefetch(2)  # with tf.data's default rewrites: they parallelize the platform's sequential parse map
 
     xs: list[np.ndarray] = []
     ys: list[np.ndarray] = []

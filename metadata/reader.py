@@ -2,8 +2,9 @@
 
 `AutoDLDataset(split_dir).get_dataset()` yields `(example, labels)`: `example` float32
 `[T, H, W, C]` in [0, 1] (COMPRESSED) or as stored (DENSE), `labels` float32 `[output_dim]`. Shards,
-interleaving, parsing, decoding, static shapes and label densification follow the final AutoDL
-kit (`dataset.py`), with TF2 names. One deliberate difference: images are decoded with
+interleaving, parsing (one `map` without `num_parallel_calls`: sequential, as the kit's; tf.data's default
+rewrites parallelize it when the reader leaves them on), decoding, static shapes and label densification follow
+the final AutoDL kit (`dataset.py`), with TF2 names. One deliberate difference: images are decoded with
 `expand_animations=False`, so a GIF yields its first frame instead of a rank-5 tensor that breaks
 the declared shape.
 
@@ -84,7 +85,7 @@ class AutoDLDataset:
         self.num_parallel_readers = num_parallel_readers
         self.metadata_ = AutoDLMetadata(dataset_name)
         self.files = list_record_files(dataset_name)
-        self.dataset_ = self.record_dataset().map(self._parse_function, num_parallel_calls=AUTOTUNE)
+        self.dataset_ = self.record_dataset().map(self._parse_function)  # sequential, as the official reader
 
     def get_dataset(self) -> tf.data.Dataset:
         """The `tf.data.Dataset` of `(example, labels)` the platform hands to `Model.train/test`."""

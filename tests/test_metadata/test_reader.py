@@ -44,6 +44,14 @@ def test_official_samples(samples_dir: Path, name: str, counts: list[int], shape
     assert len(test_xs) == n_test and not test_ys.any()
 
 
+def test_parse_map_is_sequential_like_the_official_reader(samples_dir: Path) -> None:
+    """The kit maps `_parse_function` without `num_parallel_calls`: a parallel parse here made every local read
+    faster than the platform's, and hid what tf.data's default rewrites (which parallelize it) are worth."""
+    ds = AutoDLDataset(str(samples_dir / "miniciao" / "miniciao.data" / "train")).get_dataset()
+    kind = type(ds).__name__  # tf.data's own classes: _MapDataset, or _ParallelMapDataset with num_parallel_calls
+    assert kind.endswith("MapDataset") and "Parallel" not in kind, kind
+
+
 def test_monkeys_sizes_vary(samples_dir: Path) -> None:
     xs, _ = _read_all(samples_dir / "Monkeys/Monkeys.data/train")
     heights = {x.shape[1] for x in xs}
