@@ -75,6 +75,19 @@ def as_tf_dataset(source: Any) -> tf.data.Dataset:
     raise TypeError(f"expected a tf.data.Dataset or an AutoDL dataset object, got {type(source).__name__}")
 
 
+def _read_options() -> tf.data.Options:
+    """`tf.data` options of every read here: of tf.data's default graph rewrites only `map_parallelization`, which
+    runs the platform's sequential parse map (the kit's `map(_parse_function)`) on every core; each rewrite costs
+    every new iterator a fixed time (about 0.01-0.06 s here), and the others bought nothing measurable on these pipelines.
+    `benchmarks/first_read.py` at 64 px, medians of 5 (session 21), these / tf.data's defaults / no rewrites
+    (session 20's reads): 10,000 test images 3.61 / 3.31 / 5.19 s, antsbees' 245 training images 0.38 / 0.39 /
+    0.68 s, Monkeys' 4 test images 0.15 / 0.15 / 0.09 s."""
+    options = tf.data.Options()
+    options.experimental_optimization.apply_default_optimizations = False
+    options.experimental_optimization.map_parallelization = True
+    return options
+
+
 def max_side(source: Any, max_samples: int, max_seconds: float | None = None, enough: int | None = None) -> int:
     """The largest height or width of a frame among the first `max_samples` samples (0: none): the static
     shape when the dataset declares one, else read (decoded, not resized; once a side of at least `enough` is
@@ -223,7 +236,7 @@ def to_arrays(source: Any, *, max_samples: int | None = None, size: tuple[int, i
     if not pre_batched:
         ds = ds.batch(_bounded_batch(ds.element_spec[0].shape, ds.element_spec[0].dtype.size, batch_size)
                       if batched else 1)
-    ds = ds.prefetch(2)  # with tf.data's default rewrites: they parallelize the platform's sequential parse map
+    ds = ds.prefetch(2).with_options(_read_options())
 
     xs: list[np.ndarray] = []
     ys: list[np.ndarray] = []
