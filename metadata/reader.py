@@ -3,7 +3,7 @@
 `AutoDLDataset(split_dir).get_dataset()` yields `(example, labels)`: `example` float32
 `[T, H, W, C]` in [0, 1] (COMPRESSED) or as stored (DENSE), `labels` float32 `[output_dim]`. Shards,
 interleaving, parsing (one `map` without `num_parallel_calls`: sequential, as the kit's; tf.data's default
-rewrites parallelize it when the reader leaves them on), decoding, static shapes and label densification follow
+rewrites parallelize it unless a read turns them off), decoding, static shapes and label densification follow
 the final AutoDL kit (`dataset.py`), with TF2 names. One deliberate difference: images are decoded with
 `expand_animations=False`, so a GIF yields its first frame instead of a rank-5 tensor that breaks
 the declared shape.
