@@ -3,12 +3,13 @@
     python benchmarks/edge_cases.py [--cases ml20,k200,...] [--time-budget 60 --t0 3] [--out runs/edge]
                                     [--bundle bundle] [--settings FILE]
 
-Writes small synthetic AutoDL datasets (deterministic; class-dependent brightness plus noise, so there is
-something to learn) for shapes the pool lacks: many labels per sample, many classes with one or two samples
-each, 200 classes, large images, variable sizes, a handful of samples, grayscale and long clips, a 95/5 class
-imbalance, a 10,000-image test set. Each runs through the local runner (`scoring.run_local`); the table gives
-the runner's status (finished, stopped at the budget = an overrun, failed), the number of predictions, the first
-one's time, the final NAUC and the ALC. Not a score to compare with other datasets: a check that the flow holds.
+Writes small synthetic AutoDL datasets (deterministic, seeded per case; class-dependent brightness plus noise, so
+there is something to learn) for shapes the pool lacks: many labels per sample, many classes with one or two
+samples each, 200 classes, large images, variable sizes, a handful of samples, grayscale and long clips, a 95/5
+class imbalance, a 10,000-image test set, a 50,000-image training set. Each runs through the local runner
+(`scoring.run_local`); the table gives the runner's status (finished, stopped at the budget = an overrun, failed),
+the number of predictions, the first one's time, the final NAUC and the ALC. Not a score to compare with other
+datasets: a check that the flow holds.
 """
 
 from __future__ import annotations
@@ -89,6 +90,7 @@ CASES: dict[str, tuple[str, Callable[[str, np.random.Generator], None]]] = {
               _arrays(500, 250, (181, 120, 160, 1), 4)),
     "imbalanced": ("binary, 5 % positives, 400 train", _arrays(400, 100, (64, 64, 3), 2, p_positive=0.05)),
     "bigtest": ("2,000 train, 10,000 test, 64 px, 10 classes", _arrays(2000, 10000, (64, 64, 3), 10)),
+    "bigtrain": ("50,000 train, 2,000 test, 32 px, 10 classes", _arrays(50000, 2000, (32, 32, 3), 10)),
 }
 
 
@@ -111,11 +113,11 @@ def main(argv: list[str] | None = None) -> int:
     out = Path(args.out)
     lines = [f"edge cases: T = {args.time_budget:g} s, t0 = {args.t0:g} s", "",
              "| case | what | status | predictions | first (s) | final NAUC | ALC |", "|---|---|---|---|---|---|---|"]
-    for i, name in enumerate(cases):
+    for name in cases:
         what, write = CASES[name]
         data = out / "data" / name
-        if not data.is_dir():
-            write(str(data), np.random.default_rng(i))
+        if not data.is_dir():  # seeded by the case's place in CASES: the same data whichever cases run
+            write(str(data), np.random.default_rng(list(CASES).index(name)))
         result = run_local(str(data), str(REPO), str(out / "runs" / name), time_budget=args.time_budget, t0=args.t0,
                            overwrite=True, verbose=False)
         o = result.outcome
