@@ -83,6 +83,7 @@ for _knob in (
     RuntimeKnob("linear_tol", ("0.0001", "0.001", "0.01"), "0.01", lambda c: {"linear_tol": float(c)}),
     RuntimeKnob("probe_C", ("0.003", "0.01", "0.03", "0.5"), "0.01", lambda c: {"probe_C": float(c)}),
     RuntimeKnob("pixel_C", ("0.01", "0.03", "0.1", "1"), "0.01", lambda c: {"pixel_C": float(c)}),
+    RuntimeKnob("pixel_max_iter", ("10", "50", "300"), "50", lambda c: {"pixel_max_iter": int(c)}),
     RuntimeKnob("switch_confidence", ("0", "0.7", "0.8", "0.9"), "0.8", lambda c: {"switch_confidence": float(c)}),
     RuntimeKnob("min_val_switch", ("0", "30", "50"), "30", lambda c: {"min_val_switch": int(c)}),
     RuntimeKnob("blend", ("on", "off"), "on", _flag("blend")),

@@ -162,6 +162,7 @@ def _folds(y: np.ndarray, k: int, seed: int, multilabel: bool) -> list[tuple[np.
         return list(StratifiedKFold(k, shuffle=True, random_state=seed).split(y, y.argmax(1)))
 
 
+PROBE_MAX_ITER = 300  # the probes' solver cap: they converge in 4-15 iterations (`benchmarks/linear_iterations.py`)
 VIDEO_STORAGE = 128  # largest side at which clips are decoded for the probe
 PEEK_SAMPLES = 64  # samples whose size decides the storage side of images of varying size
 PEEK_SECONDS = 1.0  # ... or as many as are read in this time (long clips)
@@ -389,7 +390,7 @@ class AnytimeEngine:
             return False
         self.answered_early = True
         self.multilabel = is_multilabel(part.y)
-        model = self._linear(C=s.pixel_C).fit(pixel_features(part.x, s.pixel_size), part.y)
+        model = self._linear("pixels").fit(pixel_features(part.x, s.pixel_size), part.y)
         self.predictors["pixels-first"] = _Predictor("pixels-first", None, lambda: model.predict(self._test_pixels()),
                                                      -math.inf)
         self.pending = Answer({"pixels-first": 1.0}, None, -math.inf, label="pixels-first")
@@ -579,12 +580,12 @@ class AnytimeEngine:
         start, estimate = time.time(), self._rung_cost(rung)  # the estimate the choice used (rates timed already)
         features, extracted = self._read_rung(rung)
         tick = time.time()
-        self.probe = self._linear(C=self.settings.probe_C).fit(features[self.fit_idx], self.sample_y[self.fit_idx])
+        self.probe = self._linear("probe").fit(features[self.fit_idx], self.sample_y[self.fit_idx])
         self.probe_fit_rate = len(self.fit_idx) / max(time.time() - tick, 1e-3)
         name = "probe" if self.rung is None else f"probe@{side}" + ("+flip" if flip else "")
         self.rung = rung
         self.probes[name] = (self.probe, (rung,))
-        oof = self._out_of_fold(features, self.sample_y, C=self.settings.probe_C) if self.cv_folds else None
+        oof = self._out_of_fold(features, self.sample_y, "probe") if self.cv_folds else None
         self._add_probe_predictor(name, oof)
         self._consider([name], prefer_new=not self.late_rung)  # a late rung must beat the network's answers
         logger.info("[train] %s (%d px%s) on %d samples in %.1f s (features %.1f s; with the test set estimated "
@@ -605,11 +606,11 @@ class AnytimeEngine:
             return
         rungs = (self.rung, rung)
         joined = np.concatenate([self.sample_features_by_rung[self.rung], features], axis=1)
-        probe = self._linear(C=self.settings.probe_C).fit(joined[self.fit_idx], self.sample_y[self.fit_idx])
+        probe = self._linear("probe").fit(joined[self.fit_idx], self.sample_y[self.fit_idx])
         base = next(n for n, (_, r) in self.probes.items() if r == (self.rung,))
         name = f"{base}+{self.network_names[net]}"
         self.probes[name] = (probe, rungs)
-        oof = self._out_of_fold(joined, self.sample_y, C=self.settings.probe_C) if self.cv_folds else None
+        oof = self._out_of_fold(joined, self.sample_y, "probe") if self.cv_folds else None
         self._add_probe_predictor(name, oof)
         self._consider([name], prefer_new=not self.late_rung)
         logger.info("[train] %s (%d px%s, companion %s) on %d samples in %.1f s (features %.1f s; with the test set "
@@ -746,7 +747,7 @@ class AnytimeEngine:
         sample_features = self.sample_features_by_rung[self.rung][np.sort(self.train_idx)]
         known = idx[idx < len(sample_features)]
         features = np.concatenate([sample_features[known], self._extract(x[idx[len(known):]], self.rung)])
-        self.probe = self._linear(C=self.settings.probe_C).fit(features, y[idx])
+        self.probe = self._linear("probe").fit(features, y[idx])
         name = next(n for n, (_, r) in reversed(self.probes.items()) if r == (self.rung,)) + "-refit"
         self.probes[name] = (self.probe, (self.rung,))
         self._add_probe_predictor(name)
@@ -893,17 +894,20 @@ class AnytimeEngine:
         return out
 
     # -- linear models --------------------------------------------------------------------------
-    def _linear(self, C: float) -> LinearProbe:
-        return LinearProbe(self.multilabel, self.num_classes, self.settings.seed, C=C, tol=self.settings.linear_tol)
+    def _linear(self, kind: str) -> LinearProbe:
+        """A logistic regression for the pixel model ("pixels") or a probe ("probe"), with that kind's settings."""
+        s = self.settings
+        C, max_iter = (s.pixel_C, s.pixel_max_iter) if kind == "pixels" else (s.probe_C, PROBE_MAX_ITER)
+        return LinearProbe(self.multilabel, self.num_classes, s.seed, C=C, tol=s.linear_tol, max_iter=max_iter)
 
-    def _out_of_fold(self, features: np.ndarray, y: np.ndarray, C: float) -> np.ndarray:
+    def _out_of_fold(self, features: np.ndarray, y: np.ndarray, kind: str) -> np.ndarray:
         """Predictions of each fold by a model fitted on the other folds (cross-validated sample), moved
         from each fit's class frequencies to the whole sample's (`oof_prior_shift`; `probe.shift_prior` says
         why) so that the pooled predictions rank as one model's would."""
         out = np.zeros((len(y), self.num_classes), np.float32)
         target = y.mean(0)
         for fit, held in self.cv_folds:
-            scores = self._linear(C).fit(features[fit], y[fit]).predict(features[held])
+            scores = self._linear(kind).fit(features[fit], y[fit]).predict(features[held])
             out[held] = (shift_prior(scores, y[fit].mean(0), target, self.multilabel)
                          if self.settings.oof_prior_shift else scores)
         return out
@@ -912,7 +916,7 @@ class AnytimeEngine:
         """Fit on (x, y). On a cross-validated sample the first answer cannot wait for the folds: the
         predictor's out-of-fold validation comes with the next call (`_score_pixels_out_of_fold`)."""
         features = pixel_features(x, self.settings.pixel_size)
-        self.pixel_model = self._linear(C=self.settings.pixel_C).fit(features, y)
+        self.pixel_model = self._linear("pixels").fit(features, y)
         if self.cv_folds:
             self._pixels_due = (features, y)
             self._add_pixel_predictor(name, self.pixel_model.predict(features))  # in-sample: provisional
@@ -925,7 +929,7 @@ class AnytimeEngine:
         features, y = self._pixels_due
         self._pixels_due = None
         predictor = self.predictors["pixels"]
-        predictor.val = self._out_of_fold(features, y, C=self.settings.pixel_C)
+        predictor.val = self._out_of_fold(features, y, "pixels")
         predictor.val_score = self._val_score(predictor.val)
         for answer in (self.answer, self.pending):
             if answer is not None and answer.recipe == {"pixels": 1.0}:

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
+from sklearn.exceptions import ConvergenceWarning
 from sklearn.linear_model import LogisticRegression
 from sklearn.preprocessing import StandardScaler
 
@@ -19,25 +22,37 @@ class LinearProbe:
         seed: the solver's random state.
         C: inverse regularisation strength.
         tol: the solver's stopping tolerance (a looser one answers sooner; AUC barely moves).
+        max_iter: the solver's iteration cap (per binary model for multilabel data).
     """
 
-    def __init__(self, multilabel: bool, num_classes: int, seed: int = 0, C: float = 0.5, tol: float = 1e-4):
+    def __init__(self, multilabel: bool, num_classes: int, seed: int = 0, C: float = 0.5, tol: float = 1e-4,
+                 max_iter: int = 300):
         self.multilabel, self.num_classes, self.seed, self.C, self.tol = multilabel, num_classes, seed, C, tol
+        self.max_iter = max_iter
 
     def _model(self) -> LogisticRegression:
-        return LogisticRegression(C=self.C, max_iter=300, tol=self.tol, random_state=self.seed)
+        return LogisticRegression(C=self.C, max_iter=self.max_iter, tol=self.tol, random_state=self.seed)
 
     def fit(self, x: np.ndarray, y: np.ndarray) -> LinearProbe:
+        """Fit on standardised `x`; stopping at `max_iter` is the caller's choice, so not warned about."""
         self.scaler_ = StandardScaler().fit(x)
         z = self.scaler_.transform(x)
         self.prior_ = y.mean(0).astype(np.float32)
-        if self.multilabel:
-            self.models_ = {k: self._model().fit(z, y[:, k]) for k in range(self.num_classes)
-                            if 0 < y[:, k].sum() < len(y)}
-        else:
-            labels = y.argmax(1)
-            self.model_ = self._model().fit(z, labels) if len(np.unique(labels)) > 1 else None
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            if self.multilabel:
+                self.models_ = {k: self._model().fit(z, y[:, k]) for k in range(self.num_classes)
+                                if 0 < y[:, k].sum() < len(y)}
+            else:
+                labels = y.argmax(1)
+                self.model_ = self._model().fit(z, labels) if len(np.unique(labels)) > 1 else None
         return self
+
+    def iterations(self) -> int:
+        """The solver's iterations in the fit (the most of any binary model for multilabel data; 0 where
+        only one class was seen: nothing to fit)."""
+        models = list(self.models_.values()) if self.multilabel else [self.model_] if self.model_ is not None else []
+        return max((int(np.max(m.n_iter_)) for m in models), default=0)
 
     def predict(self, x: np.ndarray) -> np.ndarray:
         """float32 `[N, num_classes]` scores."""

@@ -84,6 +84,14 @@ class RuntimeSettings:
             with C = 0.01 against 0.792 with 0.5 (the earlier value), on 1000-2000 samples at 64 px 0.864
             against 0.848; the pixel model (100 and 450 samples) 0.569 with 0.01 against 0.552 with 0.1 (the
             earlier value). A C chosen per dataset by out-of-fold NAUC (five times the fits) did no better.
+        pixel_max_iter: the pixel model's solver cap (its fit is on the first answer's critical path): a bound on
+            fits that run away, not a regulariser. `benchmarks/linear_iterations.py`, session 22: on the pool's eight
+            sources (434 training samples) the pixel model converged in 6-29 iterations (0.01-0.38 s); 10 fitted in
+            0.01-0.14 s with test NAUC +0.0026 mean there, but on synthetic data it stopped far from the optimum
+            (100 classes of 1-2 samples: 0.584 against 0.683, where the pixel model stayed the answer for the whole
+            run; 50,000 images of 32 px, 79 iterations: 0.869 against 0.960). 50 changed no measured NAUC by more
+            than 0.001 and cut that 79-iteration fit from 0.75 to 0.48 s. 300: the flow before (the probes keep
+            300: they converge in 4-15).
         cv_folds: when the first sample holds the whole training set (small data), the linear models are
             scored by out-of-fold predictions of this many stratified folds over all of it and answer
             fitted on all of it; the network still trains without its held-out part, and is compared on
@@ -166,6 +174,7 @@ class RuntimeSettings:
     linear_tol: float = 1e-2
     probe_C: float = 0.01
     pixel_C: float = 0.01
+    pixel_max_iter: int = 50
     select_late: bool = True
     val_samples: int = 600
     val_share: float = 0.2
@@ -231,6 +240,8 @@ class RuntimeSettings:
             raise ValueError(f"The 'probe_climb' setting must be 'best' or 'step'. Got {self.probe_climb!r} instead.")
         if not isinstance(self.linear_tol, (int, float)) or not 0 < self.linear_tol < 1:
             raise ValueError(f"The 'linear_tol' setting must be in (0, 1). Got {self.linear_tol!r} instead.")
+        if isinstance(self.pixel_max_iter, bool) or not isinstance(self.pixel_max_iter, int) or self.pixel_max_iter < 1:
+            raise ValueError(f"The 'pixel_max_iter' setting must be an int >= 1. Got {self.pixel_max_iter!r} instead.")
         if not isinstance(self.cv_folds, int) or self.cv_folds < 0 or self.cv_folds == 1:
             raise ValueError(f"The 'cv_folds' setting must be 0 or an int >= 2. Got {self.cv_folds!r} instead.")
         for name in ("pixel_first", "select_late", "blend", "next_config_on_stall", "probe_flip", "store_native",

@@ -13,7 +13,7 @@ from fingerprint.extractor import FeatureExtractor
 from learner.config import TrainConfig
 from learner.data import DEFAULT_FORWARD_ACTIVATIONS
 from metadata.reader import AutoDLDataset
-from runtime.engine import AnytimeEngine, Answer, Phase, _Predictor, pixel_features
+from runtime.engine import PROBE_MAX_ITER, AnytimeEngine, Answer, Phase, _Predictor, pixel_features
 from runtime import engine as engine_module
 from runtime.settings import RuntimeSettings
 from scoring.metrics import nauc
@@ -314,7 +314,8 @@ def test_settings_file_with_a_bad_value_names_the_file(tmp_path: Path, monkeypat
                                           ("pixel_C", float("inf")), ("forward_activations", -1),
                                           ("forward_activations", 1.5), ("forward_activations", True),
                                           ("store_native", 1), ("store_native", "yes"),
-                                          ("probe_features", "pooled")])
+                                          ("probe_features", "pooled"), ("pixel_max_iter", 0),
+                                          ("pixel_max_iter", 10.0), ("pixel_max_iter", True)])
 def test_bad_probe_and_cv_settings_name_the_setting(field: str, value: object) -> None:
     with pytest.raises(ValueError, match=f"The '{field}' setting must be"):
         RuntimeSettings(**{field: value})
@@ -322,12 +323,14 @@ def test_bad_probe_and_cv_settings_name_the_setting(field: str, value: object) -
 
 def test_the_linear_models_are_regularised_as_the_settings_say(data: tuple[AutoDLDataset, AutoDLDataset]) -> None:
     train, test = data
-    engine = _engine(60, [CONFIG], probe_C=0.003, pixel_C=2.0, cv_folds=0)
+    engine = _engine(60, [CONFIG], probe_C=0.003, pixel_C=2.0, pixel_max_iter=3, cv_folds=0)
     engine.train(train.get_dataset(), remaining_time_budget=60)
     engine.test(test.get_dataset(), remaining_time_budget=59)
     engine.train(train.get_dataset(), remaining_time_budget=59)
     assert (engine.pixel_model.C, engine.probe.C) == (2.0, 0.003)
     assert engine.probe.model_.C == 0.003  # what the solver was given
+    assert engine.pixel_model.model_.max_iter == 3 and 1 <= engine.pixel_model.iterations() <= 3
+    assert engine.probe.model_.max_iter == PROBE_MAX_ITER  # the cap is the pixel model's alone
 
 
 @pytest.mark.parametrize("pooling, width", [("stages", 208), ("head", 1024)])
@@ -358,13 +361,13 @@ def test_small_data_is_cross_validated(data: tuple[AutoDLDataset, AutoDLDataset]
     engine.train(train.get_dataset(), remaining_time_budget=59)
     pixels = engine.predictors["pixels"]
     features = pixel_features(engine.sample_x, engine.settings.pixel_size)
-    oof = engine._out_of_fold(features, engine.sample_y, C=engine.settings.pixel_C)
+    oof = engine._out_of_fold(features, engine.sample_y, "pixels")
     assert np.allclose(pixels.val, oof)  # out of fold now
     assert not np.allclose(pixels.val, engine.pixel_model.predict(features))  # not the model fitted on all
     assert pixels.rows is None and np.array_equal(engine.answer.val, pixels.val)  # the first answer rescored
     probe, (rung,) = engine.probes["probe"]
     assert np.allclose(engine.predictors["probe"].val,
-                       engine._out_of_fold(engine.val_features[rung], engine.sample_y, C=engine.settings.probe_C),
+                       engine._out_of_fold(engine.val_features[rung], engine.sample_y, "probe"),
                        atol=1e-6)
     engine.test(test.get_dataset(), remaining_time_budget=58)
     engine.train(train.get_dataset(), remaining_time_budget=58)
@@ -393,9 +396,9 @@ def test_cross_validation_with_classes_smaller_than_the_folds(make_array_dataset
     # random images: the pooled out-of-fold scores are shifted to the sample's class frequencies, without
     # which each sample's own class ranks low (tests/test_runtime/test_probe.py)
     features = pixel_features(engine.sample_x, engine.settings.pixel_size)
-    shifted = engine._out_of_fold(features, engine.sample_y, C=engine.settings.pixel_C)
+    shifted = engine._out_of_fold(features, engine.sample_y, "pixels")
     engine.settings = replace(engine.settings, oof_prior_shift=False)
-    raw = engine._out_of_fold(features, engine.sample_y, C=engine.settings.pixel_C)
+    raw = engine._out_of_fold(features, engine.sample_y, "pixels")
     assert nauc(engine.sample_y, raw) < nauc(engine.sample_y, shifted) - 0.2
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pytest
 
@@ -54,3 +56,20 @@ def test_shift_prior_multilabel_in_log_odds() -> None:
     assert out[1, 0] == pytest.approx(0.25 * odds / (1 + 0.25 * odds), abs=1e-5)
     assert np.allclose(out[:, 1], scores[:, 1], atol=1e-5)  # same prior: unchanged
     assert np.allclose(out[:, 2], 0.3)  # a label that never varied in the fit: its target prior
+
+
+@pytest.mark.parametrize("multilabel", [False, True])
+def test_the_iteration_cap_stops_the_solver_without_a_warning(multilabel: bool) -> None:
+    """A capped fit is the caller's choice: it stops at the cap, says how many iterations it used, and does not
+    warn; uncapped, the same data need more iterations."""
+    rng = np.random.default_rng(0)
+    labels = rng.integers(0, 4, 300)
+    y = (np.eye(4, dtype=np.float32)[labels] if not multilabel
+         else (rng.random((300, 4)) < 0.3).astype(np.float32))
+    x = rng.normal(size=(300, 50)).astype(np.float32) + 0.3 * (y @ rng.normal(size=(4, 50))).astype(np.float32)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a ConvergenceWarning would fail the test
+        capped = LinearProbe(multilabel, 4, 0, C=1.0, tol=1e-8, max_iter=3).fit(x, y)
+    free = LinearProbe(multilabel, 4, 0, C=1.0, tol=1e-8, max_iter=300).fit(x, y)
+    assert capped.iterations() == 3 < free.iterations()
+    assert capped.predict(x).shape == (300, 4)
