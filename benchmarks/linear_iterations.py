@@ -82,7 +82,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    start = time.time()
-    code = main()
-    print(f"({time.time() - start:.0f} s)")
-    sys.exit(code)
+    sys.exit(main())

@@ -897,7 +897,7 @@ class AnytimeEngine:
     def _linear(self, kind: str) -> LinearProbe:
         """A logistic regression for the pixel model ("pixels") or a probe ("probe"), with that kind's settings."""
         s = self.settings
-        C, max_iter = (s.pixel_C, s.pixel_max_iter) if kind == "pixels" else (s.probe_C, PROBE_MAX_ITER)
+        C, max_iter = {"pixels": (s.pixel_C, s.pixel_max_iter), "probe": (s.probe_C, PROBE_MAX_ITER)}[kind]
         return LinearProbe(self.multilabel, self.num_classes, s.seed, C=C, tol=s.linear_tol, max_iter=max_iter)
 
     def _out_of_fold(self, features: np.ndarray, y: np.ndarray, kind: str) -> np.ndarray:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -40,3 +41,23 @@ def test_unknown_case_is_refused(capsys: pytest.CaptureFixture) -> None:
     with pytest.raises(SystemExit):
         _module().main(["--cases", "tiny,nonsense"])
     assert "unknown case(s) nonsense" in capsys.readouterr().err
+
+
+def test_a_case_run_alone_gets_the_data_of_a_sweep(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each case's data are seeded by its place in CASES, not by its place in `--cases`."""
+    edge = _module()
+    drawn: dict[str, list[int]] = {}
+
+    def recorder(name: str):
+        def write(out: str, rng: np.random.Generator) -> None:
+            drawn.setdefault(name, []).append(int(rng.integers(1 << 30)))
+            Path(out).mkdir(parents=True)
+        return write
+
+    monkeypatch.setattr(edge, "CASES", {name: (what, recorder(name)) for name, (what, _) in edge.CASES.items()})
+    outcome = SimpleNamespace(first_prediction_time=None, scores=[], alc=0.0)
+    monkeypatch.setattr(edge, "run_local", lambda *a, **k: SimpleNamespace(outcome=outcome, exit_code=0))
+    edge.main(["--cases", "tiny,bigtest", "--out", str(tmp_path / "sweep")])
+    edge.main(["--cases", "bigtest", "--out", str(tmp_path / "alone")])
+    assert drawn["bigtest"][0] == drawn["bigtest"][1]
+    assert drawn["bigtest"][0] == int(np.random.default_rng(list(edge.CASES).index("bigtest")).integers(1 << 30))
