@@ -8,8 +8,8 @@ pixel model's 16 px pixels; `probe`: the bundle's probe network, EfficientNet-Li
 of up to `--test` test samples, decoded at 64 px; the engine's `LinearProbe` (its C and solver tolerance) fitted
 with each iteration cap. Prints per cap the fit time (median of `--repeats`), the iterations used and the test
 NAUC, and per cap the mean time ratio and mean NAUC difference against the last cap (the reference: the engine's
-cap before `pixel_max_iter`, still the probes'). The 434 samples are what the first answer fits on (512 less the 15 % held out).
-Choose the cap on datasets it will not be judged on.
+cap before `pixel_max_iter`, still the probes'). The 434 samples are what the first answer fits on (512 less the
+15 % held out). Choose the cap on datasets it will not be judged on.
 """
 
 from __future__ import annotations
@@ -59,7 +59,7 @@ def main(argv: list[str] | None = None) -> int:
                 f_train, f_test, C = pixel_features(x, s.pixel_size), pixel_features(test.x, s.pixel_size), s.pixel_C
             else:
                 f_train, f_test, C = (extractor.extract(x, pooling="stages"),
-                                           extractor.extract(test.x, pooling="stages"), s.probe_C)
+                                      extractor.extract(test.x, pooling="stages"), s.probe_C)
             cells, times, scores = [], [], []
             for cap in caps:
                 seconds = []

@@ -78,7 +78,7 @@ def as_tf_dataset(source: Any) -> tf.data.Dataset:
 def _read_options() -> tf.data.Options:
     """`tf.data` options of every read here: of tf.data's default graph rewrites only `map_parallelization`, which
     runs the platform's sequential parse map (the kit's `map(_parse_function)`) on every core; each rewrite costs
-    every new iterator a fixed time (about 0.01-0.06 s here), and the others bought nothing measurable here.
+    every new iterator a fixed time (about 0.01-0.06 s on this machine), and the others bought nothing measurable.
     `benchmarks/first_read.py` at 64 px, medians of 5 (session 21), these / tf.data's defaults / no rewrites
     (session 20's reads): 10,000 test images 3.61 / 3.31 / 5.19 s, antsbees' 245 training images 0.38 / 0.39 /
     0.68 s, Monkeys' 4 test images 0.15 / 0.15 / 0.09 s."""
