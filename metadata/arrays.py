@@ -54,6 +54,9 @@ class Arrays:
         rest: when reading stopped before the end, the samples after those kept, in dataset order, a batch at
             a time (`(x, y)` as above): reading goes on where it stopped, so nothing is decoded twice (a platform
             dataset has no random access: skipping samples decodes them).
+        native_side: the largest height or width of a frame before resizing among the samples decoded (0: not
+            measured, our `AutoDLDataset` of images of varying size): a caller that chose the size without looking
+            learns the images' own size from the read itself, not from a second decode.
     """
 
     x: np.ndarray
@@ -61,6 +64,7 @@ class Arrays:
     complete: bool
     out_of_range: int = 0
     rest: Iterator[tuple[np.ndarray, np.ndarray]] | None = None
+    native_side: int = 0
 
     def __len__(self) -> int:
         return len(self.x)
@@ -160,7 +164,8 @@ def _float_pipeline(ds: tf.data.Dataset, size: tuple[int, int] | None, dtype: st
     at a time: per-sample conversion cost more than the platform's own decoding (10,000 test images of 64 px:
     5.6 s against 2.6 s for the bare iteration). Samples already at `size` are not resized. With `frames`, clips
     keep that many evenly spaced frames before they are resized and converted. Yields `(x, y, outside)`, batched
-    when `batch_size` is given (`outside`: per sample, values beyond [0, 1] in the frames kept).
+    when `batch_size` is given (`outside`: per sample, values beyond [0, 1] in the frames kept). Yields `(x, y,
+    outside, side)`, `side` per sample the largest height or width of its frames before resizing.
     """
     shape = ds.element_spec[0].shape
     batched = batch_size is not None
@@ -169,11 +174,14 @@ def _float_pipeline(ds: tf.data.Dataset, size: tuple[int, int] | None, dtype: st
         ds = ds.batch(batch_size)
 
     @tf.autograph.experimental.do_not_convert
-    def convert(*element: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
+    def convert(*element: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor, tf.Tensor]:
         x, y = element[0], element[-1]  # several matrix bundles: keep the first
         x = keep_frames(tf.convert_to_tensor(x, tf.float32), frames)
         axes = list(range(1, x.shape.rank)) if batched else None
         outside = tf.logical_or(tf.reduce_min(x, axis=axes) < 0.0, tf.reduce_max(x, axis=axes) > 1.0)
+        side = tf.reduce_max(tf.shape(x)[-3:-1])
+        if batched:
+            side = tf.fill(tf.shape(x)[:1], side)
         if resize:
             if batched:  # [B, T, H, W, C]: resize the B*T frames
                 resized = tf.image.resize(tf.reshape(x, [-1, *x.shape[-3:]]), size, antialias=antialias)
@@ -182,7 +190,7 @@ def _float_pipeline(ds: tf.data.Dataset, size: tuple[int, int] | None, dtype: st
                 x = tf.image.resize(x, size, antialias=antialias)
         if dtype == "uint8":
             x = tf.cast(tf.round(tf.clip_by_value(x, 0.0, 1.0) * 255.0), tf.uint8)
-        return x, tf.cast(y, tf.float32), outside
+        return x, tf.cast(y, tf.float32), outside, side
 
     return ds.map(convert, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
 
@@ -221,8 +229,10 @@ def to_arrays(source: Any, *, max_samples: int | None = None, size: tuple[int, i
     pre_batched = False
     start = time.time()
     if ours and dtype == "uint8":
+        rows, cols = source.get_metadata().get_matrix_size(0)
+        native_side = max(rows, cols) if rows > 0 and cols > 0 else 0  # decoded at `size` directly: not measured
         ds = source.uint8_dataset(size, antialias=antialias, frames=frames).map(
-            lambda x, y: (x, y, tf.constant(False)))
+            lambda x, y: (x, y, tf.constant(False), tf.constant(native_side, tf.int32)))
     else:
         source_ds = as_tf_dataset(source)
         shape = source_ds.element_spec[0].shape
@@ -240,7 +250,7 @@ def to_arrays(source: Any, *, max_samples: int | None = None, size: tuple[int, i
 
     xs: list[np.ndarray] = []
     ys: list[np.ndarray] = []
-    count = out_of_range = n_bytes = 0
+    count = out_of_range = n_bytes = native = 0
     exhausted = False
     iterator = iter(ds)
     while True:
@@ -249,7 +259,7 @@ def to_arrays(source: Any, *, max_samples: int | None = None, size: tuple[int, i
                 max_seconds is not None and count and time.time() - start >= max_seconds):
             break
         try:
-            x, y, outside = next(iterator)
+            x, y, outside, side = next(iterator)
         except StopIteration:
             exhausted = True
             break
@@ -263,6 +273,7 @@ def to_arrays(source: Any, *, max_samples: int | None = None, size: tuple[int, i
         ys.append(y)
         count += len(x)
         out_of_range += int(np.sum(outside.numpy()))
+        native = max(native, int(np.max(side.numpy(), initial=0)))
         n_bytes += x.nbytes
     if out_of_range and dtype == "uint8":
         logger.warning("%d samples had values outside [0, 1] and were clipped to uint8", out_of_range)
@@ -286,7 +297,7 @@ def to_arrays(source: Any, *, max_samples: int | None = None, size: tuple[int, i
         raise SampleCountError(f"{where}: metadata sample_count is {expected_count}, "
                                f"but the records hold {count} samples")
     rest = None if complete else _rest(source, left_x, left_y, iterator)
-    return Arrays(x=x_all, y=y_all, complete=complete, out_of_range=out_of_range, rest=rest)
+    return Arrays(x=x_all, y=y_all, complete=complete, out_of_range=out_of_range, rest=rest, native_side=native)
 
 
 def read_on(arrays: Arrays, max_samples: int, max_seconds: float | None = None) -> Arrays:
@@ -358,6 +369,6 @@ def uint8_batches(source: Any, *, size: tuple[int, int], batch_size: int, skip: 
         ds = source.uint8_dataset(size, antialias=antialias, frames=frames, skip=skip)
     else:
         ds = _float_pipeline(as_tf_dataset(source).skip(skip), size, "uint8", antialias, frames=frames).map(
-            lambda x, y, o: (x, y))
+            lambda x, y, outside, side: (x, y))
     ds = ds.repeat().shuffle(shuffle_buffer, seed=seed).batch(batch_size).prefetch(2)
     return ds.as_numpy_iterator()

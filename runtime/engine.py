@@ -194,6 +194,14 @@ def pixel_features(x: np.ndarray, size: int) -> np.ndarray:
     return np.concatenate(out) if out else np.zeros((0, size * size * x.shape[-1]), np.float32)
 
 
+def _resized(x: np.ndarray, side: int) -> np.ndarray:
+    """uint8 `[N, T, H, W, C]` with every frame resized to `side` x `side` (antialiased bilinear, as readers resize)."""
+    n, t, _, _, c = x.shape
+    frames = to_float_batch(x.reshape(n * t, *x.shape[2:]), torch.device("cpu"), side, channels_last=False)
+    out = frames.mul_(255.0).round_().clamp_(0, 255).to(torch.uint8).permute(0, 2, 3, 1).numpy()
+    return np.ascontiguousarray(out).reshape(n, t, side, side, c)
+
+
 class AnytimeEngine:
     """The anytime run on one dataset: `train`, `test`, `done_training`, as the platform calls them.
 
@@ -264,6 +272,7 @@ class AnytimeEngine:
         self.first_part: Arrays | None = None  # the first sample's part read within `first_answer_seconds`
         self.first_part_seconds = 0.0  # ... and the seconds it took
         self.answered_early = False  # the first call answered with a pixel model of that part
+        self._native_from_read = False  # the storage side waits for the first read's own measure (no peek)
         self.trainer: Trainer | None = None
         self.train_data: TrainSet | None = None
         self.predictors: dict[str, _Predictor] = {}
@@ -382,8 +391,8 @@ class AnytimeEngine:
         which reads on; else this call reads on. Returns whether it answered."""
         s = self.settings
         seconds = min(s.first_answer_seconds, s.first_sample_seconds or math.inf)  # within the first sample's cap
-        part = to_arrays(dataset, size=(self.resolution,) * 2, max_samples=s.probe_samples, frames=self.frames,
-                         max_seconds=seconds)
+        part = self._settle_native(to_arrays(dataset, size=(self.resolution,) * 2, max_samples=s.probe_samples,
+                                             frames=self.frames, max_seconds=seconds))
         self.first_part, self.first_part_seconds = part, time.time() - start
         rest = (min(s.probe_samples, self.train_size) - len(part)) * self.first_part_seconds / max(len(part), 1)
         if part.complete or rest < s.first_answer_seconds:  # (nearly) the whole first sample in time: as before
@@ -401,15 +410,21 @@ class AnytimeEngine:
 
     def _store_native(self, dataset: Any) -> None:
         """Cap the storage side at the images' own largest side (`store_native`): known from the metadata, or
-        the largest of the first `PEEK_SAMPLES` (read until one reaches the storage side). Later samples may be larger than the first ones (a dataset in
-        class order, one class from another source): a side read from them is never taken below the probe's
-        first rung, so that at least the first probe reads what it would have read at the full side."""
+        the largest of the first `PEEK_SAMPLES` (read until one reaches the storage side). Later samples may be
+        larger than the first ones (a dataset in class order, one class from another source): a side read from
+        them is never taken below the probe's first rung, so that at least the first probe reads what it would
+        have read at the full side. A training set of at most `PEEK_SAMPLES` is not peeked at: the first read
+        decodes all of it anyway and measures the side itself (`_settle_native`); the peek's decode of the first
+        sample cost Monkeys' 26 images 0.035-0.056 s of a first answer of 0.4 s."""
         if not self.settings.store_native:
             return
         rows, cols = self.native_size
         known = rows > 0 and cols > 0
         if known:
             native = max(rows, cols)
+        elif self.train_size <= PEEK_SAMPLES:
+            self._native_from_read = True
+            return
         else:
             native = max_side(dataset, PEEK_SAMPLES, max_seconds=PEEK_SECONDS, enough=self.resolution)
             if native > 0:
@@ -419,6 +434,27 @@ class AnytimeEngine:
                         native, "" if known else f" in the first {PEEK_SAMPLES} samples (at least the first rung's)",
                         self.resolution)
             self.resolution = native
+
+    def _settle_native(self, arrays: Arrays) -> Arrays:
+        """After the first read of a training set too small to peek at: the storage side capped at the side that
+        read measured (at least the first rung's), the samples read resized down to it. A read that did not
+        reach the end (a time cap) or did not measure (0) leaves the side as it is: the samples after it come
+        from the same reader at that side."""
+        if not self._native_from_read:
+            return arrays
+        self._native_from_read = False
+        if not arrays.complete or arrays.native_side <= 0:
+            logger.info("[train] the first read %s: inputs stay stored at %d px",
+                        "stopped early" if not arrays.complete else "did not measure the images' size",
+                        self.resolution)
+            return arrays
+        native = max(arrays.native_side, self._rung_options()[-1][0])
+        if native >= self.resolution:
+            return arrays
+        logger.info("[train] inputs stored at %d px, the images' own largest side in the %d training samples "
+                    "(at least the first rung's; readers need up to %d px)", native, len(arrays), self.resolution)
+        self.resolution = native
+        return replace(arrays, x=_resized(arrays.x, native))
 
     # -- the probe's rungs ----------------------------------------------------------------------
     def _rung_options(self) -> list[Rung]:
@@ -1019,7 +1055,9 @@ class AnytimeEngine:
             left = max(seconds - self.first_part_seconds, 0.0) if seconds else None
             arrays, self.first_part = read_on(self.first_part, count, left), None
         else:
-            arrays = to_arrays(dataset, size=size, max_samples=count, frames=self.frames, max_seconds=seconds or None)
+            arrays = self._settle_native(
+                to_arrays(dataset, size=size, max_samples=count, frames=self.frames, max_seconds=seconds or None))
+            size = (self.resolution,) * 2
         seen = int(((arrays.y > 0).sum(0) > 0).sum())
         if not arrays.complete and seen * 2 < self.num_classes:
             count, seconds = 4 * count, 4 * seconds

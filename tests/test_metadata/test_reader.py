@@ -104,6 +104,21 @@ def test_max_side_reads_in_single_ops(samples_dir: Path, make_array_dataset, mon
     assert max_side(varying, 100, enough=4) == 4  # settled by the first sample
 
 
+def test_to_arrays_measures_the_images_own_side(samples_dir: Path, make_array_dataset) -> None:
+    """`native_side`: the largest side before resizing among the samples read (varying sizes read one by one,
+    a static shape from the shape); our reader decodes at the size asked: known from the metadata, else 0."""
+    xs, _ = _read_all(samples_dir / "Monkeys/Monkeys.data/train")
+    sides = [max(x.shape[1:3]) for x in xs]
+    split = AutoDLDataset(str(samples_dir / "Monkeys/Monkeys.data/train"))
+    assert to_arrays(split.get_dataset(), size=(8, 8)).native_side == max(sides)
+    assert to_arrays(split.get_dataset(), size=(8, 8), max_samples=3).native_side >= max(sides[:3])
+    assert to_arrays(split, size=(8, 8)).native_side == 0  # decoded straight at 8 px: not measured
+    out, _ = make_array_dataset("native", n_train=10, shape=(9, 7, 3))
+    fixed = AutoDLDataset(str(out / "native.data/train"))
+    assert fixed.get_dataset().element_spec[0].shape.is_fully_defined()
+    assert to_arrays(fixed.get_dataset(), size=(16, 16)).native_side == to_arrays(fixed, size=(4, 4)).native_side == 9
+
+
 def test_read_on_goes_on_where_a_read_stopped(make_array_dataset) -> None:
     out, _ = make_array_dataset("on", n_train=50, shape=(9, 7, 3))
     ds = AutoDLDataset(str(out / "on.data/train")).get_dataset()

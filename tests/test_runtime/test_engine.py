@@ -8,10 +8,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import tensorflow as tf
 
 from fingerprint.extractor import FeatureExtractor
 from learner.config import TrainConfig
 from learner.data import DEFAULT_FORWARD_ACTIVATIONS
+from metadata.arrays import Arrays, to_arrays
 from metadata.reader import AutoDLDataset
 from runtime.engine import PROBE_MAX_ITER, AnytimeEngine, Answer, Phase, _Predictor, pixel_features
 from runtime import engine as engine_module
@@ -65,17 +67,19 @@ def test_phases_follow_the_schedule(data: tuple[AutoDLDataset, AutoDLDataset]) -
     assert engine.done_training and engine.faults == []
 
 
-@pytest.mark.parametrize("store_native, native_size, side", [(True, (-1, -1), 24), (True, (12, 16), 16),
-                                                              (True, (40, 60), 48), (False, (-1, -1), 48)])
+@pytest.mark.parametrize("store_native, native_size, train_size, side", [
+    (True, (-1, -1), 100, 24), (True, (-1, -1), 60, 24), (True, (12, 16), 100, 16), (True, (40, 60), 100, 48),
+    (False, (-1, -1), 100, 48)])
 def test_inputs_are_stored_at_most_at_the_images_own_size(data: tuple[AutoDLDataset, AutoDLDataset],
                                                           monkeypatch: pytest.MonkeyPatch, store_native: bool,
-                                                          native_size: tuple[int, int], side: int) -> None:
+                                                          native_size: tuple[int, int], train_size: int,
+                                                          side: int) -> None:
     train, test = data  # 16 px images, readers need up to 48 px
     peeked = []
     real = engine_module.max_side
     monkeypatch.setattr(engine_module, "max_side",
                         lambda source, n, max_seconds, enough: peeked.append(n) or real(source, n, max_seconds, enough))
-    engine = AnytimeEngine(num_classes=3, train_size=60, candidates=[CONFIG], storage_resolution=48,
+    engine = AnytimeEngine(num_classes=3, train_size=train_size, candidates=[CONFIG], storage_resolution=48,
                            probe_extractor=FeatureExtractor("mobilenet_v3_small", None, resolution=32),
                            native_size=native_size,
                            settings=RuntimeSettings(store_native=store_native, probe_resolutions=(24, 48),
@@ -84,10 +88,52 @@ def test_inputs_are_stored_at_most_at_the_images_own_size(data: tuple[AutoDLData
     engine.test(test.get_dataset(), remaining_time_budget=59)
     assert engine.resolution == side and engine.sample_x.shape[2:4] == engine.test_x.shape[2:4] == (side, side)
     # the metadata's size is trusted; an unknown one is read from the first samples (16 px) and not taken below
-    # the first rung's side (24 px); off: nothing is read
-    assert peeked == ([engine_module.PEEK_SAMPLES] if store_native and native_size == (-1, -1) else [])
+    # the first rung's side (24 px), by a peek, or by the first read itself when that reads the whole training set
+    # (at most PEEK_SAMPLES); off: nothing is read
+    peek = store_native and native_size == (-1, -1) and train_size > engine_module.PEEK_SAMPLES
+    assert peeked == ([engine_module.PEEK_SAMPLES] if peek else [])
     engine.train(train.get_dataset(), remaining_time_budget=59)  # the probe reads the stored inputs at its 24 px
     assert "probe" in engine.predictors and engine.rung[0] == 24 and engine.faults == []
+
+
+def test_a_small_training_set_of_varying_sizes_is_measured_by_its_first_read(
+        make_array_dataset, monkeypatch: pytest.MonkeyPatch) -> None:
+    """No peek: the first read, at the readers' side, measures the images (20 px, one of 22 px) and what it read
+    is resized down to the side measured; the test set is read at that side."""
+    folder, _ = make_array_dataset("vary", n_train=60, n_test=9, shape=(32, 32, 3), classes=3)
+    train, test = (AutoDLDataset(str(folder / f"vary.data/{split}")) for split in ("train", "test"))
+
+    def crop(i: tf.Tensor, element: tuple[tf.Tensor, tf.Tensor]) -> tuple[tf.Tensor, tf.Tensor]:
+        side = 20 + 2 * tf.cast(tf.equal(i, 50), tf.int32)
+        return element[0][:, :side, :side], element[1]
+
+    varying = train.get_dataset().enumerate().map(crop)
+    assert varying.element_spec[0].shape[-3] is None
+    monkeypatch.setattr(engine_module, "max_side", lambda *args, **kwargs: pytest.fail("peeked"))
+    engine = AnytimeEngine(num_classes=3, train_size=60, candidates=[CONFIG], storage_resolution=48,
+                           probe_extractor=FeatureExtractor("mobilenet_v3_small", None, resolution=32),
+                           settings=RuntimeSettings(probe_resolutions=(16, 48), probe_first_seconds=0.0,
+                                                    probe_share=0.0))
+    engine.train(varying, remaining_time_budget=60)
+    engine.test(test.get_dataset(), remaining_time_budget=59)
+    assert engine.resolution == 22 and engine.sample_x.shape == (60, 1, 22, 22, 3)
+    assert engine.test_x.shape[2:4] == (22, 22)
+    direct = to_arrays(varying, size=(22, 22)).x.astype(np.float32)
+    # up to 48 px and back down blurs: random pixels, the worst case, 0.96 here (pool images 0.984-1.000)
+    assert np.corrcoef(engine.sample_x.ravel().astype(np.float32), direct.ravel())[0, 1] > 0.9
+    engine.train(varying, remaining_time_budget=59)
+    assert "probe" in engine.predictors and engine.faults == []
+
+
+def test_a_first_read_that_stopped_early_keeps_the_storage_side() -> None:
+    engine = _engine(30, [CONFIG])
+    engine._native_from_read, engine.resolution = True, 32
+    part = Arrays(x=np.zeros((4, 1, 32, 32, 3), np.uint8), y=np.eye(3, dtype=np.float32)[[0, 1, 2, 0]],
+                  complete=False, native_side=10)
+    assert engine._settle_native(part) is part and engine.resolution == 32 and not engine._native_from_read
+    engine._native_from_read = True
+    unmeasured = replace(part, complete=True, native_side=0)  # our reader, images of varying size: not measured
+    assert engine._settle_native(unmeasured) is unmeasured and engine.resolution == 32
 
 
 def test_without_the_pixel_model_the_probe_answers_first(data: tuple[AutoDLDataset, AutoDLDataset]) -> None:
