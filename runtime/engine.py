@@ -414,8 +414,9 @@ class AnytimeEngine:
         larger than the first ones (a dataset in class order, one class from another source): a side read from
         them is never taken below the probe's first rung, so that at least the first probe reads what it would
         have read at the full side. A training set of at most `PEEK_SAMPLES` is not peeked at: the first read
-        decodes all of it anyway and measures the side itself (`_settle_native`); the peek's decode of the first
-        sample cost Monkeys' 26 images 0.035-0.056 s of a first answer of 0.4 s."""
+        decodes all of it (or what its time cap allows, as the peek would) and measures the side itself
+        (`_settle_native`); the peek's decode of the first sample cost Monkeys' 26 images 0.035-0.056 s of a first
+        answer of 0.4 s."""
         if not self.settings.store_native:
             return
         rows, cols = self.native_size
@@ -437,24 +438,24 @@ class AnytimeEngine:
 
     def _settle_native(self, arrays: Arrays) -> Arrays:
         """After the first read of a training set too small to peek at: the storage side capped at the side that
-        read measured (at least the first rung's), the samples read resized down to it. A read that did not
-        reach the end (a time cap) or did not measure (0) leaves the side as it is: the samples after it come
-        from the same reader at that side."""
+        read measured (at least the first rung's, as after a peek), what it read resized down to that side, and
+        so is what it left to read (`rest`, long clips cut by the first read's time cap) as it comes. A read that
+        did not measure (0: our own reader, images of varying size) leaves the side as it is."""
         if not self._native_from_read:
             return arrays
         self._native_from_read = False
-        if not arrays.complete or arrays.native_side <= 0:
-            logger.info("[train] the first read %s: inputs stay stored at %d px",
-                        "stopped early" if not arrays.complete else "did not measure the images' size",
+        if arrays.native_side <= 0:
+            logger.info("[train] the first read did not measure the images' size: inputs stay stored at %d px",
                         self.resolution)
             return arrays
         native = max(arrays.native_side, self._rung_options()[-1][0])
         if native >= self.resolution:
             return arrays
-        logger.info("[train] inputs stored at %d px, the images' own largest side in the %d training samples "
+        logger.info("[train] inputs stored at %d px, the images' own largest side in the first %d training samples "
                     "(at least the first rung's; readers need up to %d px)", native, len(arrays), self.resolution)
         self.resolution = native
-        return replace(arrays, x=_resized(arrays.x, native))
+        rest = None if arrays.rest is None else ((_resized(x, native), y) for x, y in arrays.rest)
+        return replace(arrays, x=_resized(arrays.x, native), rest=rest)
 
     # -- the probe's rungs ----------------------------------------------------------------------
     def _rung_options(self) -> list[Rung]:

@@ -13,7 +13,7 @@ import tensorflow as tf
 from fingerprint.extractor import FeatureExtractor
 from learner.config import TrainConfig
 from learner.data import DEFAULT_FORWARD_ACTIVATIONS
-from metadata.arrays import Arrays, to_arrays
+from metadata.arrays import Arrays, read_on, to_arrays
 from metadata.reader import AutoDLDataset
 from runtime.engine import PROBE_MAX_ITER, AnytimeEngine, Answer, Phase, _Predictor, pixel_features
 from runtime import engine as engine_module
@@ -125,15 +125,26 @@ def test_a_small_training_set_of_varying_sizes_is_measured_by_its_first_read(
     assert "probe" in engine.predictors and engine.faults == []
 
 
-def test_a_first_read_that_stopped_early_keeps_the_storage_side() -> None:
+def test_a_first_read_that_stopped_early_is_resized_with_what_it_left() -> None:
+    """Clips cut by the first read's time cap: the side it measured (not below the first rung's) holds for the
+    samples read after it too."""
     engine = _engine(30, [CONFIG])
-    engine._native_from_read, engine.resolution = True, 32
-    part = Arrays(x=np.zeros((4, 1, 32, 32, 3), np.uint8), y=np.eye(3, dtype=np.float32)[[0, 1, 2, 0]],
-                  complete=False, native_side=10)
-    assert engine._settle_native(part) is part and engine.resolution == 32 and not engine._native_from_read
+    rung = engine._rung_options()[-1][0]
+    side = 2 * rung
+    engine._native_from_read, engine.resolution = True, side
+    y = np.eye(3, dtype=np.float32)
+    later = [(np.full((2, 1, side, side, 3), 7, np.uint8), y[[0, 1]]),
+             (np.full((1, 1, side, side, 3), 9, np.uint8), y[[2]])]
+    part = Arrays(x=np.zeros((4, 1, side, side, 3), np.uint8), y=y[[0, 1, 2, 0]], complete=False, native_side=20,
+                  rest=iter(later))
+    settled = engine._settle_native(part)
+    assert engine.resolution == rung and not engine._native_from_read and settled.x.shape == (4, 1, rung, rung, 3)
+    more = read_on(settled, 10)
+    assert more.x.shape == (7, 1, rung, rung, 3) and more.complete and more.x[4:6].max() == more.x[4:6].min() == 7
+    assert engine._settle_native(part) is part  # once only
     engine._native_from_read = True
     unmeasured = replace(part, complete=True, native_side=0)  # our reader, images of varying size: not measured
-    assert engine._settle_native(unmeasured) is unmeasured and engine.resolution == 32
+    assert engine._settle_native(unmeasured) is unmeasured and engine.resolution == rung
 
 
 def test_without_the_pixel_model_the_probe_answers_first(data: tuple[AutoDLDataset, AutoDLDataset]) -> None:
