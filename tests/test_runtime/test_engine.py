@@ -119,8 +119,9 @@ def test_a_small_training_set_of_varying_sizes_is_measured_by_its_first_read(
     assert engine.resolution == 22 and engine.sample_x.shape == (60, 1, 22, 22, 3)
     assert engine.test_x.shape[2:4] == (22, 22)
     direct = to_arrays(varying, size=(22, 22)).x.astype(np.float32)
-    # up to 48 px and back down blurs: random pixels, the worst case, 0.96 here (pool images 0.984-1.000)
-    assert np.corrcoef(engine.sample_x.ravel().astype(np.float32), direct.ravel())[0, 1] > 0.9
+    # enlarged to 48 px and brought down without antialiasing: close to a direct read (random pixels, the worst
+    # case: a mean absolute difference of 3.0 of 255; with antialiasing 12.3; hoda's digits 0.12)
+    assert np.abs(engine.sample_x.astype(np.float32) - direct).mean() < 4.0
     engine.train(varying, remaining_time_budget=59)
     assert "probe" in engine.predictors and engine.faults == []
 
