@@ -163,9 +163,9 @@ def _float_pipeline(ds: tf.data.Dataset, size: tuple[int, int] | None, dtype: st
     With `batch_size` (for samples of one static shape only), samples are batched first and converted a batch
     at a time: per-sample conversion cost more than the platform's own decoding (10,000 test images of 64 px:
     5.6 s against 2.6 s for the bare iteration). Samples already at `size` are not resized. With `frames`, clips
-    keep that many evenly spaced frames before they are resized and converted. Yields `(x, y, outside)`, batched
-    when `batch_size` is given (`outside`: per sample, values beyond [0, 1] in the frames kept). Yields `(x, y,
-    outside, side)`, `side` per sample the largest height or width of its frames before resizing.
+    keep that many evenly spaced frames before they are resized and converted. Yields `(x, y, outside, side)`,
+    batched when `batch_size` is given (per sample, `outside`: values beyond [0, 1] in the frames kept; `side`: the
+    largest height or width of its frames before resizing).
     """
     shape = ds.element_spec[0].shape
     batched = batch_size is not None
