@@ -196,12 +196,13 @@ def load_test_array(source: Any, *, resolution: int, frames: int | None = None) 
 
 
 def to_float_batch(x: np.ndarray | torch.Tensor, device: torch.device, resolution: int | None = None,
-                   channels_last: bool = True) -> torch.Tensor:
-    """uint8 `[B, H, W, C]` -> float `[B, C, H, W]` in [0, 1] on `device` (resized if needed)."""
+                   channels_last: bool = True, antialias: bool = True) -> torch.Tensor:
+    """uint8 `[B, H, W, C]` -> float `[B, C, H, W]` in [0, 1] on `device` (resized if needed; bilinear, antialiased
+    unless asked not to)."""
     t = torch.as_tensor(np.ascontiguousarray(x) if isinstance(x, np.ndarray) else x).to(device, non_blocking=True)
     t = t.permute(0, 3, 1, 2).float().div_(255.0)
     if resolution is not None and t.shape[-2:] != (resolution, resolution):
-        t = F.interpolate(t, size=(resolution, resolution), mode="bilinear", align_corners=False, antialias=True)
+        t = F.interpolate(t, size=(resolution, resolution), mode="bilinear", align_corners=False, antialias=antialias)
     if channels_last:
         t = t.contiguous(memory_format=torch.channels_last)
     return t

@@ -53,7 +53,6 @@ from sklearn.model_selection import KFold, StratifiedKFold
 
 import learner  # noqa: F401  (triton guard before torch)
 import torch
-import torch.nn.functional as F
 from fingerprint.extractor import FeatureExtractor
 from learner.config import TrainConfig
 from learner.data import TrainSet, is_multilabel, load_train_set, stratified_split, to_float_batch
@@ -200,10 +199,10 @@ def _resized(x: np.ndarray, side: int) -> np.ndarray:
     from images no larger than `side`: plain bilinear (no antialiasing), which samples the enlarged image where a
     direct read at `side` would have (mean absolute difference from one 0.11-0.16 on the pool's images and hoda's
     digits enlarged to 224 px and brought to 64 px; with antialiasing, a blur: 0.27-1.07)."""
-    n, t, h, w, c = x.shape
-    frames = torch.as_tensor(np.ascontiguousarray(x).reshape(n * t, h, w, c)).permute(0, 3, 1, 2).float()
-    frames = F.interpolate(frames, size=(side, side), mode="bilinear", align_corners=False, antialias=False)
-    out = frames.round_().clamp_(0, 255).to(torch.uint8).permute(0, 2, 3, 1).numpy()
+    n, t, _, _, c = x.shape
+    frames = to_float_batch(x.reshape(n * t, *x.shape[2:]), torch.device("cpu"), side, channels_last=False,
+                            antialias=False)
+    out = frames.mul_(255.0).round_().clamp_(0, 255).to(torch.uint8).permute(0, 2, 3, 1).numpy()
     return np.ascontiguousarray(out).reshape(n, t, side, side, c)
 
 
